@@ -1,0 +1,72 @@
+"""lensprobe: how a code language model becomes multilingual, measured over its checkpoints.
+
+Public API (imported lazily, so ``import lensprobe`` is cheap):
+
+Engine and loading
+    load_model, get_adapter, register_adapter   -- :mod:`lensprobe.adapters`
+    CheckpointSeries                            -- :mod:`lensprobe.checkpoints`
+    logit_lens, LogitLensResult                 -- :mod:`lensprobe.lens`
+    run_probes                                  -- :mod:`lensprobe.engine`
+    Probe, Batch                                -- :mod:`lensprobe.probe`
+Suites and probes
+    load_suite, list_suites, validate_suite     -- :mod:`lensprobe.suites`
+    WorkingLanguageProbe, working_language      -- :mod:`lensprobe.probes.working_language`
+LAPE
+    lape_select, LapeResult, ActivationCounter  -- :mod:`lensprobe.lape`
+    LapeProbe                                   -- :mod:`lensprobe.probes.lape`
+Evaluation
+    evaluate_samples                            -- :mod:`lensprobe.evaluate`
+Analyses
+    fit (sub-package), run_sweep (lensprobe.sweep), detect_stages, plot
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    "load_model": "lensprobe.adapters",
+    "get_adapter": "lensprobe.adapters",
+    "register_adapter": "lensprobe.adapters",
+    "ArchitectureAdapter": "lensprobe.adapters",
+    "CheckpointSeries": "lensprobe.checkpoints",
+    "logit_lens": "lensprobe.lens",
+    "LogitLensResult": "lensprobe.lens",
+    "run_probes": "lensprobe.engine",
+    "Probe": "lensprobe.probe",
+    "Batch": "lensprobe.probe",
+    "load_suite": "lensprobe.suites",
+    "list_suites": "lensprobe.suites",
+    "validate_suite": "lensprobe.suites",
+    "WorkingLanguageProbe": "lensprobe.probes.working_language",
+    "working_language": "lensprobe.probes.working_language",
+    "lape_select": "lensprobe.lape",
+    "LapeResult": "lensprobe.lape",
+    "ActivationCounter": "lensprobe.lape",
+    "LapeProbe": "lensprobe.probes.lape",
+    "evaluate_samples": "lensprobe.evaluate",
+    "run_sweep": "lensprobe.sweep",
+    "detect_stages": "lensprobe.stages",
+}
+_SUBMODULES = {"fit", "plot", "stages", "evaluate", "suites", "adapters", "checkpoints", "lens", "engine", "lape", "sweep"}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module = importlib.import_module(_EXPORTS[name])
+        value = getattr(module, name)
+        globals()[name] = value
+        return value
+    if name in _SUBMODULES:
+        module = importlib.import_module(f"lensprobe.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'lensprobe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__) | _SUBMODULES)

@@ -1,0 +1,1 @@
+"""Probes: small objects implementing :class:`lensprobe.probe.Probe`."""
