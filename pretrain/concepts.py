@@ -628,7 +628,7 @@ def _lit(v: Any, language: str) -> str:
     return str(v)
 
 
-def test_program(concepts: Sequence[Concept], language: str, *, bodies: dict[str, str] | None = None) -> str:
+def checking_program(concepts: Sequence[Concept], language: str, *, bodies: dict[str, str] | None = None) -> str:
     """One program defining ``concepts`` (canonical, or the texts in ``bodies`` by name) and
     checking every test case; it prints ``PASS <name>`` / ``FAIL <name>`` per concept and exits 0.
 

@@ -1,0 +1,219 @@
+"""The synthetic Babel benchmark's corpora: concept splits and the documents each stage trains on.
+
+Splits (seeded, disjoint): ``shared`` concepts are in both the Python and the target corpus;
+``python_only`` ones only in Python (the analog of the paper's Python-specific subset);
+``target_only`` ones only in one target language (its own knowledge, needed for the decline);
+``control`` ones are never trained (the guessing baseline).
+
+Stages (ARCHITECTURE section 11):
+
+* ``base``: Python documents whose concepts appear in several surface forms (def / nested lambda /
+  comment, weights configurable), plus target-language *filler* (syntax without concepts) that the
+  recipe mixes in at ~2%;
+* ``continual``: target documents with the shared and target-only concepts, plus the same Python
+  documents as a small admixture (~5%).
+
+:class:`BabelCorpus` has the interface of :class:`pretrain.corpora.Corpus` (``languages`` and an
+unlimited, deterministic ``documents(language)``), so the ordinary tokenize / mixture / train
+pipeline consumes it unchanged.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from pretrain.concepts import LANGUAGES, SURFACE_FORMS, Concept, make_concepts, python_surface, render
+
+SPLITS: tuple[str, ...] = ("shared", "python_only", "target_only", "control")
+TARGETS: tuple[str, ...] = tuple(lang for lang in LANGUAGES if lang != "python")
+DEFAULT_SURFACE_WEIGHTS: dict[str, float] = {"def": 0.5, "lambda": 0.3, "comment": 0.2}
+STAGES = ("base", "continual")
+
+
+@dataclass
+class BabelSplits:
+    """Concepts per split; ``target_only`` has one list per target language."""
+
+    seed: int
+    targets: tuple[str, ...]
+    shared: list[Concept]
+    python_only: list[Concept]
+    target_only: dict[str, list[Concept]]
+    control: list[Concept]
+    n_cases: int = 4
+
+    def split(self, name: str, *, target: str | None = None) -> list[Concept]:
+        """Concepts of one split (``target_only`` needs ``target``)."""
+        if name == "target_only":
+            if target is None:
+                raise ValueError("split 'target_only' needs a target language")
+            if target not in self.target_only:
+                raise ValueError(f"no target_only split for language {target!r}; targets: {list(self.targets)}")
+            return self.target_only[target]
+        if name not in SPLITS:
+            raise ValueError(f"unknown split {name!r}; expected one of {SPLITS}")
+        return getattr(self, name)
+
+    def trained_in(self, language: str) -> list[Concept]:
+        """Concepts whose knowledge the corpus of ``language`` carries."""
+        if language == "python":
+            return self.shared + self.python_only
+        if language not in self.target_only:
+            raise ValueError(f"unknown target language {language!r}; targets: {list(self.targets)}")
+        return self.shared + self.target_only[language]
+
+    def split_of(self, name: str) -> str:
+        for split in ("shared", "python_only", "control"):
+            if any(c.name == name for c in getattr(self, split)):
+                return split
+        for lang, cs in self.target_only.items():
+            if any(c.name == name for c in cs):
+                return "target_only"
+        raise KeyError(name)
+
+    def all_concepts(self) -> list[Concept]:
+        out = self.shared + self.python_only + self.control
+        for lang in self.targets:
+            out += self.target_only[lang]
+        return out
+
+    def manifest(self) -> dict[str, Any]:
+        """Which concept is where, with definitions and test cases (JSON-serialisable)."""
+        return {
+            "seed": self.seed, "targets": list(self.targets), "n_cases": self.n_cases,
+            "splits": {
+                "shared": [c.to_dict() for c in self.shared],
+                "python_only": [c.to_dict() for c in self.python_only],
+                "target_only": {t: [c.to_dict() for c in cs] for t, cs in self.target_only.items()},
+                "control": [c.to_dict() for c in self.control],
+            },
+            "corpora": {lang: sorted(c.name for c in self.trained_in(lang)) for lang in ("python", *self.targets)},
+        }
+
+    def save(self, path: str | Path) -> Path:
+        from lensprobe._io import atomic_write_json
+
+        return atomic_write_json(path, self.manifest())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "BabelSplits":
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+            s = d["splits"]
+            return cls(seed=d["seed"], targets=tuple(d["targets"]),
+                       shared=[Concept.from_dict(c) for c in s["shared"]],
+                       python_only=[Concept.from_dict(c) for c in s["python_only"]],
+                       target_only={t: [Concept.from_dict(c) for c in cs] for t, cs in s["target_only"].items()},
+                       control=[Concept.from_dict(c) for c in s["control"]], n_cases=d.get("n_cases", 4))
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError(f"{path}: not a Babel split manifest ({exc})") from exc
+
+
+def make_splits(*, seed: int = 0, targets: Sequence[str] = ("php",), n_shared: int = 40, n_python_only: int = 40,
+                n_target_only: int = 40, n_control: int = 40, n_cases: int = 4) -> BabelSplits:
+    """Seeded, disjoint splits. The same seed and sizes always give the same concepts."""
+    targets = tuple(targets)
+    for t in targets:
+        if t not in TARGETS:
+            raise ValueError(f"targets: unknown target language {t!r}; expected some of {TARGETS}")
+    if len(set(targets)) != len(targets):
+        raise ValueError(f"targets: repeated language in {targets}")
+    sizes = {"n_shared": n_shared, "n_python_only": n_python_only, "n_target_only": n_target_only,
+             "n_control": n_control}
+    for k, v in sizes.items():
+        if not isinstance(v, int) or v < 0:
+            raise ValueError(f"{k}: expected a non-negative integer, got {v!r}")
+    total = n_shared + n_python_only + n_control + n_target_only * len(targets)
+    concepts = make_concepts(total, seed=seed, n_cases=n_cases)
+    it = iter(concepts)
+    take = lambda n: [next(it) for _ in range(n)]  # noqa: E731
+    shared, python_only, control = take(n_shared), take(n_python_only), take(n_control)
+    target_only = {t: take(n_target_only) for t in targets}
+    return BabelSplits(seed, targets, shared, python_only, target_only, control, n_cases)
+
+
+def _validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    unknown = set(weights) - set(SURFACE_FORMS)
+    if unknown:
+        raise ValueError(f"surface_weights: unknown form(s) {sorted(unknown)}; expected some of {SURFACE_FORMS}")
+    if any(w < 0 for w in weights.values()) or sum(weights.values()) <= 0:
+        raise ValueError(f"surface_weights: weights must be >= 0 with a positive sum, got {dict(weights)}")
+    total = sum(weights.values())
+    return {k: float(v) / total for k, v in weights.items()}
+
+
+@dataclass
+class BabelCorpus:
+    """Unlimited, deterministic documents for one stage of the Babel benchmark.
+
+    ``filler`` (base stage only) is a callable ``language -> Iterator[str]`` of target-language
+    programs without concepts; by default the embedded program generator of :mod:`pretrain.corpora`.
+    """
+
+    splits: BabelSplits
+    stage: str = "base"
+    target: str = "php"
+    surface_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SURFACE_WEIGHTS))
+    seed: int = 0
+    concepts_per_document: tuple[int, int] = (3, 6)
+    filler: Callable[[str], Iterator[str]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.stage not in STAGES:
+            raise ValueError(f"stage: expected one of {STAGES}, got {self.stage!r}")
+        if self.target not in self.splits.targets:
+            raise ValueError(f"target: {self.target!r} has no split (targets: {list(self.splits.targets)})")
+        self.surface_weights = _validate_weights(self.surface_weights)
+        lo, hi = self.concepts_per_document
+        if not 1 <= lo <= hi:
+            raise ValueError(f"concepts_per_document: expected 1 <= low <= high, got {self.concepts_per_document}")
+
+    @property
+    def languages(self) -> list[str]:
+        return ["python", self.target]
+
+    def documents(self, language: str) -> Iterator[Any]:
+        from pretrain.corpora import Document
+
+        if language not in self.languages:
+            raise ValueError(f"Babel corpus ({self.stage}) has languages {self.languages}, not {language!r}")
+        source = f"babel:{self.stage}:seed{self.splits.seed}"
+        if language == self.target and self.stage == "base":
+            for text in self._filler(language):
+                yield Document(text=text, language=language, source=source + ":filler", licence="MIT")
+            return
+        rng = random.Random(f"{self.seed}:{self.stage}:{language}")
+        concepts = self.splits.trained_in(language)
+        if not concepts:
+            raise ValueError(f"no concepts are trained in {language!r} (empty splits)")
+        forms, weights = zip(*self.surface_weights.items())
+        lo, hi = self.concepts_per_document
+        while True:
+            k = min(len(concepts), rng.randint(lo, hi))
+            chosen = rng.sample(concepts, k)
+            parts = []
+            for c in chosen:
+                if language == "python":
+                    parts.append(python_surface(c, rng.choices(forms, weights)[0], rng))
+                else:
+                    parts.append(render(c, language).text)
+            text = "\n".join(parts)
+            if language == "php":
+                text = "<?php\n\n" + text
+            yield Document(text=text, language=language, source=source, licence="MIT")
+
+    def _filler(self, language: str) -> Iterator[str]:
+        if self.filler is not None:
+            yield from self.filler(language)
+            return
+        from pretrain.corpora import open_corpus
+
+        corpus = open_corpus({"kind": "embedded", "seed": self.seed + 1000}, languages=[language])
+        names = {c.name for c in self.splits.all_concepts()}
+        for doc in corpus.documents(language):
+            if not any(n in doc.text for n in names):  # filler carries no concept knowledge
+                yield doc.text
