@@ -1,0 +1,255 @@
+"""Evaluation on the synthetic Babel benchmark: can a checkpoint write each concept's body?
+
+For every split (shared, python_only, target_only, control) and language, the model completes the
+body of a concept function from its header under greedy decoding. Metrics per item:
+
+* ``line_acc`` — share of the canonical body lines reproduced at their position (the informative
+  metric at CPU scale, ARCHITECTURE section 11);
+* ``exact_match`` — the whole body reproduced;
+* ``pass@1`` — the completed function passes the concept's test cases, executed in lensprobe's
+  sandbox (Python and PHP in one isolated program per language; other languages where their
+  toolchains are present).
+
+Means come with percentile-bootstrap intervals over items. The control split (never trained) is
+the guessing baseline; Python's accuracy on the Python-only split beside the target's tells "the
+target lost access" (target falls, Python holds) from "the model forgot" (both fall).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+from lensprobe.probe import Batch, Probe
+from pretrain.babel import SPLITS, BabelSplits
+from pretrain.concepts import Concept, checking_program, render
+
+METRICS = ("line_acc", "exact_match", "pass@1")
+
+
+@dataclass(frozen=True)
+class BabelItem:
+    """One completion task: write ``concept``'s body in ``language`` after ``prompt``."""
+
+    concept: Concept
+    split: str
+    language: str
+    prompt: str
+    reference: tuple[str, ...]
+    footer: str
+
+    @property
+    def name(self) -> str:
+        return self.concept.name
+
+
+def babel_items(splits: BabelSplits, *, languages: Sequence[str] = ("python", "php"),
+                split_names: Sequence[str] = SPLITS, target: str | None = None) -> list[BabelItem]:
+    """Items for every (split, language). ``target_only`` uses ``target`` (default: the first target)."""
+    target = target or splits.targets[0]
+    items = []
+    for split in split_names:
+        concepts = splits.split(split, target=target if split == "target_only" else None)
+        for language in languages:
+            for c in concepts:
+                r = render(c, language)
+                items.append(BabelItem(c, split, language, r.prompt, r.body, r.footer))
+    return items
+
+
+def extract_body(language: str, completion: str) -> list[str]:
+    """The body lines of a completion that starts right after the header line.
+
+    Python: lines up to the first non-empty line that is not indented. Brace languages: lines up to
+    the closing ``}`` at column 0. Blank lines are dropped.
+    """
+    lines = completion.split("\n")
+    body = []
+    for line in lines:
+        if language == "python":
+            if line.strip() and not line.startswith((" ", "\t")):
+                break
+        elif line.rstrip() == "}":
+            break
+        if line.strip():
+            body.append(line.rstrip())
+    return body
+
+
+def score_lines(generated: Sequence[str], reference: Sequence[str]) -> tuple[float, bool]:
+    """(line accuracy, exact match): positional comparison of right-stripped lines."""
+    ref = [r.rstrip() for r in reference]
+    hits = sum(1 for i, r in enumerate(ref) if i < len(generated) and generated[i].rstrip() == r)
+    exact = hits == len(ref) and len(generated) == len(ref)
+    return hits / len(ref), exact
+
+
+def bootstrap_interval(values: Sequence[float], *, n_boot: int = 1000, level: float = 0.95,
+                       seed: int = 0) -> tuple[float, float, float]:
+    """(mean, low, high): percentile bootstrap over items."""
+    v = np.asarray(values, dtype=float)
+    if v.size == 0:
+        return (float("nan"),) * 3
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+    alpha = (1 - level) / 2
+    return float(v.mean()), float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+# ------------------------------------------------------------------------------------------ generation
+
+@torch.inference_mode()
+def greedy_complete(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int,
+                    batch_size: int = 32) -> list[str]:
+    """Greedy completions (left padding, explicit position ids, KV cache), decoded to text."""
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    out: list[str] = []
+    for i in range(0, len(prompts), batch_size):
+        enc = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts[i:i + batch_size]]
+        width = max(len(e) for e in enc)
+        ids = torch.full((len(enc), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(enc), width), dtype=torch.long)
+        for r, e in enumerate(enc):
+            ids[r, width - len(e):] = torch.tensor(e)
+            mask[r, width - len(e):] = 1
+        gen = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), do_sample=False,
+                             max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=None)
+        for row in gen[:, width:].tolist():
+            out.append(tokenizer.decode(row, skip_special_tokens=True))
+    return out
+
+
+# ------------------------------------------------------------------------------------------ execution
+
+def _isolated_program(language: str, items: Sequence[BabelItem], bodies: dict[str, str]) -> str:
+    """One program per language whose concepts are defined in isolation (a syntax error or a crash
+    in one completion fails only that concept). Python: ``exec`` per concept; PHP: ``eval``."""
+    if language == "python":
+        lines = []
+        for it in items:
+            src = bodies[it.name]
+            conds = " and ".join(f"_f({x!r}) == {y!r}" for x, y in it.concept.cases)
+            lines.append(
+                f"try:\n    _ns = {{}}\n    exec({src!r}, _ns)\n    _f = _ns[{it.name!r}]\n    _ok = {conds}\n"
+                f"except BaseException:\n    _ok = False\nprint(('PASS ' if _ok else 'FAIL ') + {it.name!r})\n")
+        return "\n".join(lines)
+    if language == "php":
+        out = ["<?php"]
+        for it in items:
+            src = bodies[it.name]
+            lit = lambda v: json.dumps(v) if not isinstance(v, list) else "[" + ", ".join(map(str, v)) + "]"  # noqa: E731
+            conds = " && ".join(f"{it.name}({lit(x)}) === {lit(y)}" for x, y in it.concept.cases)
+            php_src = src.replace("\\", "\\\\").replace("'", "\\'")
+            out.append(f"try {{ eval('{php_src}'); $ok = {conds}; }} catch (\\Throwable $e) {{ $ok = false; }}\n"
+                       f"echo ($ok ? 'PASS ' : 'FAIL ') . '{it.name}' . \"\\n\";")
+        return "\n".join(out) + "\n"
+    raise ValueError(language)
+
+
+def execute_items(items: Sequence[BabelItem], completions: Sequence[str], *, executor: Any = None,
+                  timeout: float = 20.0) -> list[bool | None]:
+    """pass@1 per item through lensprobe's sandbox (``None`` where the language cannot be run)."""
+    from lensprobe.evaluate.assembly import Program
+    from lensprobe.evaluate.runners import Executor, missing_tools
+    from lensprobe.evaluate.sandbox import Sandbox
+
+    executor = executor or Executor(workers=1, timeout=timeout)
+    result: list[bool | None] = [None] * len(items)
+    by_lang: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        by_lang.setdefault(it.language, []).append(i)
+    with Sandbox(mode=executor.sandbox_mode) as sandbox:
+        for language, idx in by_lang.items():
+            if missing_tools(language):
+                continue
+            bodies = {}
+            for i in idx:
+                it = items[i]
+                body = extract_body(language, completions[i])
+                bodies[it.name] = "\n".join([it.prompt.rstrip("\n"), *body, *( [it.footer] if it.footer else [])]) + "\n"
+            if language in ("python", "php"):
+                progs = [(idx, _isolated_program(language, [items[i] for i in idx], bodies))]
+            else:  # compiled: one program per concept so one broken completion fails alone
+                progs = [([i], checking_program([items[i].concept], language, bodies=bodies)) for i in idx]
+            for group, source in progs:
+                mode = "script" if language in ("python", "php") else "main"
+                r = executor.run_program(sandbox, Program(source, mode, language), task_id=f"babel/{language}")
+                verdict = {}
+                for line in r.output.splitlines():
+                    parts = line.split()
+                    if len(parts) == 2 and parts[0] in ("PASS", "FAIL"):
+                        verdict[parts[1]] = parts[0] == "PASS"
+                for i in group:
+                    result[i] = verdict.get(items[i].name, False)
+    return result
+
+
+# ------------------------------------------------------------------------------------------ results
+
+@dataclass
+class BabelEvaluation:
+    """Per-item outcomes; :meth:`summary` gives means with bootstrap intervals per split x language."""
+
+    items: pd.DataFrame
+    n_boot: int = 1000
+    seed: int = 0
+
+    def summary(self) -> pd.DataFrame:
+        rows = []
+        for (split, language), g in self.items.groupby(["split", "language"], sort=True):
+            for metric in METRICS:
+                vals = g[metric].dropna().astype(float)
+                if vals.empty:
+                    continue
+                mean, lo, hi = bootstrap_interval(vals.to_numpy(), n_boot=self.n_boot, seed=self.seed)
+                rows.append(dict(split=split, language=language, metric=metric, value=mean, lo=lo, hi=hi,
+                                 n=int(vals.size)))
+        return pd.DataFrame(rows)
+
+    def to_dataframe(self) -> pd.DataFrame:
+        return self.summary()
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Probe rows: identifier = split; metric, metric_lo, metric_hi per (split, language)."""
+        out = []
+        for r in self.summary().itertuples():
+            for suffix, v in (("", r.value), ("_lo", r.lo), ("_hi", r.hi)):
+                out.append(dict(probe="babel", language=r.language, identifier=r.split, layer=None,
+                                metric=f"{r.metric}{suffix}", value=v, n=r.n))
+        return out
+
+
+def evaluate_babel(model: torch.nn.Module, tokenizer: Any, splits: BabelSplits, *,
+                   languages: Sequence[str] = ("python", "php"), split_names: Sequence[str] = SPLITS,
+                   target: str | None = None, execute: bool = True, batch_size: int = 32,
+                   max_new_tokens: int | None = None, n_boot: int = 1000, seed: int = 0,
+                   executor: Any = None) -> BabelEvaluation:
+    """Greedy body completion for every item; line accuracy, exact match and (optionally) pass@1."""
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    items = babel_items(splits, languages=languages, split_names=split_names, target=target)
+    if not items:
+        raise ValueError("no Babel items for the given splits and languages")
+    completions: list[str] = [""] * len(items)
+    for language in languages:
+        idx = [i for i, it in enumerate(items) if it.language == language]
+        ref_tokens = max(len(tokenizer("\n".join(items[i].reference) + "\n}\n", add_special_tokens=False)["input_ids"])
+                         for i in idx)
+        limit = max_new_tokens or int(ref_tokens * 1.25) + 8
+        texts = greedy_complete(model, tokenizer, [items[i].prompt for i in idx], max_new_tokens=limit,
+                                batch_size=batch_size)
+        for i, t in zip(idx, texts):
+            completions[i] = t
+    passed = execute_items(items, completions, executor=executor) if execute else [None] * len(items)
+    rows = []
+    for it, comp, ok in zip(items, completions, passed):
+        acc, exact = score_lines(extract_body(it.language, comp), it.reference)
+        rows.append(dict(split=it.split, language=it.language, concept=it.name, line_acc=acc,
+                         exact_match=float(exact), **{"pass@1": (float(ok) if ok is not None else np.nan)},
+                         completion=comp))
+    return BabelEvaluation(pd.DataFrame(rows), n_boot=n_boot, seed=seed)

@@ -1,0 +1,84 @@
+"""Babel evaluation: body extraction, line accuracy, sandboxed pass@1, bootstrap summaries."""
+import numpy as np
+import pytest
+
+import lensprobe.babel as babel
+from lensprobe.babel import (BabelEvaluation, babel_items, bootstrap_interval, evaluate_babel, execute_items,
+                             extract_body, score_lines)
+from pretrain.babel import make_splits
+from pretrain.concepts import render
+
+
+@pytest.fixture(scope="module")
+def splits():
+    return make_splits(seed=0, n_shared=4, n_python_only=4, n_target_only=4, n_control=4)
+
+
+def canonical_completion(item, trailing="\n\ndef other():\n    pass\n"):
+    r = render(item.concept, item.language)
+    return "\n".join(r.body) + ("\n" + r.footer if r.footer else "") + trailing
+
+
+def test_extract_body_stops_at_the_end_of_the_function():
+    assert extract_body("python", "    a = 1\n\n    return a\nprint(3)\n    x") == ["    a = 1", "    return a"]
+    assert extract_body("php", "    $a = 1;\n    return $a;\n}\nfunction g() {\n") == ["    $a = 1;", "    return $a;"]
+
+
+def test_score_lines_is_positional():
+    ref = ["    a", "    b", "    c"]
+    assert score_lines(["    a", "    b", "    c"], ref) == (1.0, True)
+    assert score_lines(["    a", "    c"], ref) == (pytest.approx(1 / 3), False)
+    assert score_lines(["    a", "    b", "    c", "    d"], ref) == (1.0, False)
+    assert score_lines([], ref) == (0.0, False)
+
+
+def test_bootstrap_interval_brackets_the_mean():
+    v = np.r_[np.ones(30), np.zeros(10)]
+    mean, lo, hi = bootstrap_interval(v, n_boot=2000, seed=1)
+    assert mean == 0.75
+    se = np.sqrt(0.75 * 0.25 / 40)
+    assert lo == pytest.approx(0.75 - 1.96 * se, abs=0.03) and hi == pytest.approx(0.75 + 1.96 * se, abs=0.03)
+
+
+def test_items_cover_every_split_and_language(splits):
+    items = babel_items(splits, languages=("python", "php"))
+    assert len(items) == 4 * 4 * 2
+    it = next(i for i in items if i.language == "php")
+    assert it.prompt.startswith("function ") and it.prompt.endswith("{\n") and it.footer == "}"
+
+
+def test_sandboxed_pass_at_1_isolates_broken_completions(splits):
+    items = babel_items(splits, languages=("python", "php"))
+    comps = [canonical_completion(it) for it in items]
+    broken = {0, 5, len(items) - 1}
+    for k in broken:
+        comps[k] = comps[k].replace("return", "retur n (")  # syntax error in one concept only
+    result = execute_items(items, comps)
+    assert [k for k, ok in enumerate(result) if not ok] == sorted(broken)
+
+
+def test_evaluate_babel_summarises_per_split_and_language(splits, monkeypatch):
+    """With completions canonical for shared concepts and empty elsewhere, the summary must say so."""
+    def fake_complete(model, tokenizer, prompts, *, max_new_tokens, batch_size=32):
+        out = []
+        by_prompt = {it.prompt: it for it in babel_items(splits, languages=("python", "php"))}
+        for p in prompts:
+            it = by_prompt[p]
+            out.append(canonical_completion(it) if it.split == "shared" else "\n")
+        return out
+
+    class Tok:
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": list(range(len(text.split())))}
+
+    monkeypatch.setattr(babel, "greedy_complete", fake_complete)
+    ev = evaluate_babel(None, Tok(), splits, languages=("python", "php"), n_boot=200)
+    s = ev.summary().set_index(["split", "language", "metric"])
+    for lang in ("python", "php"):
+        for metric in ("line_acc", "exact_match", "pass@1"):
+            assert s.loc[("shared", lang, metric), "value"] == 1.0
+            assert s.loc[("control", lang, metric), "value"] == 0.0
+            assert s.loc[("shared", lang, metric), "n"] == 4
+    rows = ev.rows()
+    assert {r["metric"] for r in rows} >= {"line_acc", "line_acc_lo", "line_acc_hi", "pass@1"}
+    assert all(r["probe"] == "babel" for r in rows)
