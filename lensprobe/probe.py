@@ -106,3 +106,21 @@ class Probe(abc.ABC):
     @abc.abstractmethod
     def finalize(self) -> list[dict[str, Any]]:
         """Rows (dicts with :data:`ROW_COLUMNS`) for this checkpoint."""
+
+
+class ModelProbe(abc.ABC):
+    """A probe that drives the model itself (e.g. generation + execution) instead of hooking a
+    shared forward pass. The sweep calls :meth:`run` once per checkpoint."""
+
+    name: str = "model_probe"
+
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name}
+
+    def config_hash(self) -> str:
+        blob = json.dumps(self.config(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    @abc.abstractmethod
+    def run(self, model: torch.nn.Module, tokenizer: Any) -> list[dict[str, Any]]:
+        """Rows (dicts with :data:`ROW_COLUMNS`) for this checkpoint."""

@@ -62,3 +62,45 @@ def tiny_model(model_type: str = "gpt2", *, seed: int = 0, vocab_size: int = 101
         for p in model.parameters():
             p.add_(0.02 * torch.randn(p.shape, generator=gen))
     return model.eval()
+
+
+def tiny_tokenizer(vocab_size: int = 101):
+    """A word-level fast tokenizer whose tokens are ``<t0>`` .. ``<t{vocab_size-1}>`` (ids = numbers).
+
+    ``<t0>`` is pad/unk, ``<t1>`` BOS, ``<t2>`` EOS, matching :func:`tiny_config`. Save it beside a
+    tiny model (``tok.save_pretrained(dir)``) to make a complete local checkpoint directory.
+    """
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {f"<t{i}>": i for i in range(vocab_size)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<t0>"))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<t1>", eos_token="<t2>",
+                                   pad_token="<t0>", unk_token="<t0>")
+
+
+def build_tiny_run(root, steps, *, model_type: str = "gpt2", tokenizer=None, vocab_size: int = 101,
+                   languages=("python", "php"), **model_kwargs: Any):
+    """A run directory of ``checkpoint-<step>`` HF checkpoints (safetensors, tokenizer,
+    ``checkpoint.json``) whose weights differ per step (seed = step), plus a ``loss.jsonl``."""
+    import json
+    from pathlib import Path
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    tokenizer = tokenizer if tokenizer is not None else tiny_tokenizer(vocab_size=vocab_size)
+    for step in steps:
+        model = tiny_model(model_type, seed=step, vocab_size=vocab_size, **model_kwargs)
+        path = root / f"checkpoint-{step}"
+        model.save_pretrained(path)
+        tokenizer.save_pretrained(path)
+        per_lang = {lang: step * 100 * (i + 1) for i, lang in enumerate(languages)}
+        (path / "checkpoint.json").write_text(json.dumps(
+            {"step": step, "tokens": sum(per_lang.values()), "tokens_by_language": per_lang, "run": root.name}))
+    with open(root / "loss.jsonl", "w") as fh:
+        for step in range(0, max(steps) + 1):
+            fh.write(json.dumps({"step": step, "loss": 5.0 / (1 + step), "tokens": step * 100,
+                                 "loss_by_language": {lang: 5.0 / (1 + step) + i for i, lang in enumerate(languages)}})
+                     + "\n")
+    return root

@@ -1,0 +1,128 @@
+"""The sweep runner: long-format table, resumability under SIGKILL, skipping, sharding."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from lensprobe.probe import SWEEP_COLUMNS
+from lensprobe.sweep import read_sweep, run_sweep
+from lensprobe.testing import build_tiny_run
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+from sweep_probes import LastTokenNorm, ParamSum  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return build_tiny_run(tmp_path_factory.mktemp("run"), [0, 1, 2, 4, 8])
+
+
+def test_table_is_long_format_and_matches_an_independent_forward(run_dir, tmp_path):
+    res = run_sweep(run_dir, [LastTokenNorm(), ParamSum()], out_dir=tmp_path, progress=False, log=None)
+    assert len(res.computed) == 5 and not res.failed
+    df = read_sweep(tmp_path)
+    assert tuple(df.columns) == SWEEP_COLUMNS
+    assert set(df["probe"]) == {"last_norm", "param_sum", "log"}
+    for step in (0, 4):
+        model = AutoModelForCausalLM.from_pretrained(run_dir / f"checkpoint-{step}").eval()
+        g = torch.Generator().manual_seed(0)
+        norms = {}
+        with torch.no_grad():
+            for _ in range(2):
+                ids = torch.randint(4, 101, (3, 7), generator=g)
+                hs = model(ids, output_hidden_states=True).hidden_states
+                for layer in range(1, len(hs) - 1):  # hs[-1] is normalised by ln_f: not a raw block output
+                    norms[layer] = norms.get(layer, 0.0) + float(hs[layer][:, -1].norm(dim=-1).sum())
+        got = df[(df.step == step) & (df.metric == "last_norm")].set_index("layer")["value"]
+        for layer, s in norms.items():
+            assert got[layer] == pytest.approx(s / 6, rel=1e-5)
+        psum = sum(float(p.double().sum()) for p in model.parameters())
+        assert df[(df.step == step) & (df.metric == "param_sum")]["value"].item() == pytest.approx(psum, rel=1e-6)
+        # log rows joined from loss.jsonl (loss = 5 / (1 + step))
+        tl = df[(df.step == step) & (df.metric == "train_loss") & df.language.isna()]["value"].item()
+        assert tl == pytest.approx(5.0 / (1 + step))
+    assert df[df.metric == "param_sum"]["tokens"].tolist() == [0, 300, 600, 1200, 2400]
+
+
+def test_rerun_skips_done_checkpoints_and_recomputes_on_config_change(run_dir, tmp_path):
+    run_sweep(run_dir, [LastTokenNorm()], out_dir=tmp_path, progress=False, log=None)
+    before = read_sweep(tmp_path)
+    again = run_sweep(run_dir, [LastTokenNorm()], out_dir=tmp_path, progress=False, log=None)
+    assert again.computed == [] and len(again.skipped) == 5
+    pd.testing.assert_frame_equal(read_sweep(tmp_path), before)
+    changed = run_sweep(run_dir, [LastTokenNorm(n_batches=1)], out_dir=tmp_path, progress=False, log=None)
+    assert len(changed.computed) == 5
+    assert (read_sweep(tmp_path).groupby("checkpoint").size() == before.groupby("checkpoint").size()).all()
+
+
+def test_failed_checkpoint_is_recorded_and_retried(run_dir, tmp_path):
+    marker = tmp_path / "fail"
+    marker.write_text("x")
+    res = run_sweep(run_dir, [ParamSum(fail_marker=str(marker))], out_dir=tmp_path / "out", progress=False, log=None)
+    assert len(res.failed) == 5 and "planted failure" in res.failed[0][1]
+    marker.unlink()
+    res = run_sweep(run_dir, [ParamSum(fail_marker=str(marker))], out_dir=tmp_path / "out", progress=False, log=None)
+    assert len(res.computed) == 5
+
+
+def test_shards_partition_the_checkpoints(run_dir, tmp_path):
+    a = run_sweep(run_dir, [ParamSum()], out_dir=tmp_path, rank=0, world_size=2, progress=False, log=None)
+    b = run_sweep(run_dir, [ParamSum()], out_dir=tmp_path, rank=1, world_size=2, progress=False, log=None)
+    assert set(a.computed).isdisjoint(b.computed)
+    assert len(a.computed) + len(b.computed) == 5
+    assert read_sweep(tmp_path)["checkpoint"].nunique() == 5
+    with pytest.raises(ValueError, match="rank"):
+        run_sweep(run_dir, [ParamSum()], out_dir=tmp_path, rank=2, world_size=2, progress=False, log=None)
+
+
+SCRIPT = """
+import json, sys
+sys.path.insert(0, {here!r})
+import torch; torch.set_num_threads(1)
+from sweep_probes import LastTokenNorm, ParamSum
+from lensprobe.sweep import run_sweep
+res = run_sweep({run!r}, [LastTokenNorm(sleep={sleep}), ParamSum()], out_dir={out!r}, progress=False, log=None)
+print(json.dumps({{"computed": res.computed, "skipped": res.skipped}}))
+"""
+
+
+def _sweep_process(run_dir, out, sleep):
+    code = SCRIPT.format(here=str(HERE), run=str(run_dir), out=str(out), sleep=sleep)
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_table(run_dir, tmp_path):
+    reference = tmp_path / "ref"
+    run_sweep(run_dir, [LastTokenNorm(), ParamSum()], out_dir=reference, progress=False, log=None)
+    out = tmp_path / "killed"
+    rng = random.Random(0)
+    for _ in range(3):
+        proc = _sweep_process(run_dir, out, sleep=0.3)
+        time.sleep(rng.uniform(2.0, 4.0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        # only complete files are visible: every parquet there must be readable
+        for f in (out / "results").glob("*.parquet"):
+            pd.read_parquet(f)
+    done_before = {p.stem for p in (out / "results").glob("*.parquet")}
+    proc = _sweep_process(run_dir, out, sleep=0.0)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-2000:]
+    report = json.loads(stdout.strip().splitlines()[-1])
+    assert done_before.isdisjoint(report["computed"])  # finished checkpoints were not recomputed
+    assert set(report["skipped"]) == done_before
+    got, want = read_sweep(out), read_sweep(reference)
+    assert not got.duplicated(subset=["checkpoint", "probe", "layer", "metric", "language"]).any()
+    pd.testing.assert_frame_equal(got, want)
