@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lensprobe.probe import Batch, Probe
+from lensprobe.probe import ModelProbe
 from pretrain.babel import SPLITS, BabelSplits
 from pretrain.concepts import Concept, checking_program, render
 
@@ -253,3 +253,30 @@ def evaluate_babel(model: torch.nn.Module, tokenizer: Any, splits: BabelSplits, 
                          exact_match=float(exact), **{"pass@1": (float(ok) if ok is not None else np.nan)},
                          completion=comp))
     return BabelEvaluation(pd.DataFrame(rows), n_boot=n_boot, seed=seed)
+
+
+class BabelProbe(ModelProbe):
+    """The Babel evaluation as a sweep probe (rows: probe="babel", identifier = split)."""
+
+    name = "babel"
+
+    def __init__(self, splits: BabelSplits | str, *, languages: Sequence[str] = ("python", "php"),
+                 split_names: Sequence[str] = SPLITS, target: str | None = None, execute: bool = True,
+                 batch_size: int = 64, n_boot: int = 1000, seed: int = 0) -> None:
+        self.splits = splits if isinstance(splits, BabelSplits) else BabelSplits.load(splits)
+        self.languages, self.split_names, self.target = tuple(languages), tuple(split_names), target
+        self.execute, self.batch_size, self.n_boot, self.seed = execute, batch_size, n_boot, seed
+
+    def config(self) -> dict[str, Any]:
+        import hashlib
+
+        digest = hashlib.sha256(json.dumps(self.splits.manifest(), sort_keys=True).encode()).hexdigest()[:16]
+        return {"name": self.name, "splits": digest, "languages": list(self.languages),
+                "split_names": list(self.split_names), "target": self.target, "execute": self.execute,
+                "n_boot": self.n_boot, "seed": self.seed}
+
+    def run(self, model: torch.nn.Module, tokenizer: Any) -> list[dict[str, Any]]:
+        ev = evaluate_babel(model, tokenizer, self.splits, languages=self.languages, split_names=self.split_names,
+                            target=self.target, execute=self.execute, batch_size=self.batch_size,
+                            n_boot=self.n_boot, seed=self.seed)
+        return ev.rows()

@@ -1,0 +1,178 @@
+"""Seaborn figures of a sweep table (each function takes the long-format table, returns a Figure).
+
+* :func:`plot_performance` — performance over steps with shaded stages (paper Fig. 2), optionally
+  with the Python-side curve beside it (transfer vs forgetting);
+* :func:`plot_working_language` — the Eq.1 working-language share over steps (Fig. 3);
+* :func:`plot_lape_counts` — LAPE language-specific neuron counts over steps (Fig. 4);
+* :func:`plot_layer_heatmap` — checkpoint x layer heatmap of each language's lens probability mass;
+* :func:`plot_predicted_vs_actual` — the fitting module's Figures 6-7.
+
+:func:`save_figure` writes PNG and SVG.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+STAGE_COLORS = {"translation": "#c6dbef", "transition": "#fdd0a2", "stabilization": "#d9d9d9"}
+
+
+def _require(table: pd.DataFrame, what: str, **conds: Any) -> pd.DataFrame:
+    sel = table
+    for col, val in conds.items():
+        if val is None:
+            continue
+        if isinstance(val, (list, tuple, set)):
+            sel = sel[sel[col].isin(list(val))]
+        else:
+            sel = sel[sel[col] == val]
+    if sel.empty:
+        have = sorted(map(str, table["metric"].dropna().unique()))[:30]
+        raise ValueError(f"{what}: no rows with {conds} in the sweep table (metrics present: {have})")
+    return sel
+
+
+def _xscale(ax: plt.Axes, steps: pd.Series) -> None:
+    s = pd.to_numeric(steps, errors="coerce").dropna()
+    if len(s) > 2 and s.max() > 0 and s[s > 0].min() * 50 < s.max():
+        ax.set_xscale("symlog", linthresh=max(1.0, float(s[s > 0].min())))
+
+
+def shade_stages(ax: plt.Axes, stages: Any, *, label: bool = True) -> None:
+    """Shade the stages of a :class:`lensprobe.stages.StageResult` on ``ax``."""
+    if stages is None:
+        return
+    for st in stages.stages:
+        ax.axvspan(st.start_step, st.end_step, color=STAGE_COLORS.get(st.name, "#eeeeee"), alpha=0.5, zorder=0,
+                   label=st.name if label else None)
+
+
+def plot_performance(table: pd.DataFrame, *, metric: str = "line_acc", probe: str | None = "babel",
+                     language: str | None = None, stages: Any = None, python_language: str = "python",
+                     show_python: bool = True, ax: plt.Axes | None = None) -> plt.Figure:
+    """Performance over steps, one line per identifier (e.g. Babel split) in ``language``.
+
+    Rows ``<metric>_lo`` / ``<metric>_hi`` (bootstrap intervals) are drawn as bands when present.
+    With ``show_python`` the Python-side curve of the same metric is drawn dashed: a target curve
+    that falls while Python's holds is a disconnect, both falling is forgetting.
+    """
+    sel = _require(table, "plot_performance", metric=metric, probe=probe)
+    langs = sorted(map(str, sel["language"].dropna().unique()))
+    if language is None:
+        targets = [l for l in langs if l != python_language]
+        language = targets[0] if targets else langs[0]
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7.5, 4.2))
+    shade_stages(ax, stages)
+    show = [language] + ([python_language] if show_python and python_language in langs and
+                         python_language != language else [])
+    palette = dict(zip(sorted(map(str, sel["identifier"].fillna("all").unique())), sns.color_palette("tab10")))
+    for lang in show:
+        d = sel[sel["language"] == lang].copy()
+        d["identifier"] = d["identifier"].fillna("all")
+        mean = d.groupby(["identifier", "step"])["value"].mean().reset_index()
+        for ident, g in mean.groupby("identifier"):
+            style = "-" if lang == language else "--"
+            ax.plot(g["step"], g["value"], style, marker="o", ms=3, color=palette.get(ident),
+                    label=f"{lang}: {ident}")
+            scope = table if probe is None else table[table["probe"] == probe]
+            band = [scope[(scope["metric"] == f"{metric}{s}") & (scope["language"] == lang)
+                          & (scope["identifier"].fillna("all") == ident)]
+                    .groupby("step")["value"].mean() for s in ("_lo", "_hi")]
+            if not band[0].empty and not band[1].empty:
+                lo, hi = band[0].reindex(g["step"]), band[1].reindex(g["step"])
+                ax.fill_between(g["step"], lo.to_numpy(float), hi.to_numpy(float), color=palette.get(ident),
+                                alpha=0.15 if lang == language else 0.07, linewidth=0)
+    _xscale(ax, sel["step"])
+    ax.set_xlabel("training step")
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} over training ({language}{' vs ' + python_language if len(show) > 1 else ''})")
+    ax.legend(fontsize=7, ncol=2, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_working_language(table: pd.DataFrame, *, metric: str = "eq1_python_share",
+                          probe: str | None = "working_language", languages: Sequence[str] | None = None,
+                          by_identifier: bool = False, stages: Mapping[str, Any] | None = None,
+                          ax: plt.Axes | None = None) -> plt.Figure:
+    """The working-language share (Eq.1) over steps: one line per target language (or identifier)."""
+    sel = _require(table, "plot_working_language", metric=metric, probe=probe, language=languages)
+    sel = sel[sel["layer"].isna()] if sel["layer"].isna().any() else sel
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7.5, 4.2))
+    if stages and len(stages) == 1:
+        shade_stages(ax, next(iter(stages.values())))
+    hue = "identifier" if by_identifier else "language"
+    d = sel.groupby([hue, "step"])["value"].mean().reset_index()
+    sns.lineplot(data=d, x="step", y="value", hue=hue, marker="o", ax=ax)
+    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
+    _xscale(ax, d["step"])
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("training step")
+    ax.set_ylabel(metric)
+    ax.set_title("working language (logit lens): " + metric)
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_heatmap(table: pd.DataFrame, *, language: str, probe: str | None = "working_language",
+                       metrics: Sequence[str] = ("logp_target", "logp_python")) -> plt.Figure:
+    """Checkpoint x layer heatmaps of the lens probability mass of each language's token sets
+    (geometric mean over prompts: exp of the mean log P(set))."""
+    sel = _require(table, "plot_layer_heatmap", probe=probe, language=language, metric=list(metrics))
+    sel = sel[sel["layer"].notna()]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        d = sel[sel["metric"] == metric]
+        piv = d.groupby(["step", "layer"])["value"].mean().unstack("layer").sort_index()
+        sns.heatmap(np.exp(piv), ax=ax, vmin=0, vmax=1, cmap="viridis", cbar_kws={"label": "P(set)"})
+        ax.set_title(f"{language}: {metric.replace('logp_', 'P(')}{')' if metric.startswith('logp_') else ''}")
+        ax.set_xlabel("layer")
+        ax.set_ylabel("step")
+    fig.tight_layout()
+    return fig
+
+
+def plot_lape_counts(table: pd.DataFrame, **kwargs: Any) -> plt.Figure:
+    """LAPE counts per language over steps (delegates to :mod:`lensprobe.lape.plots`)."""
+    from lensprobe.lape import plots
+
+    return plots.plot_counts_over_steps(table, **kwargs)
+
+
+def plot_lape_layers(table: pd.DataFrame, **kwargs: Any) -> plt.Figure:
+    """LAPE layer distribution (delegates to :mod:`lensprobe.lape.plots`)."""
+    from lensprobe.lape import plots
+
+    return plots.plot_layer_distribution(table, **kwargs)
+
+
+def plot_predicted_vs_actual(*args: Any, **kwargs: Any) -> plt.Figure:
+    """Predicted vs actual performance against the Python share (delegates to :mod:`lensprobe.fit`)."""
+    from lensprobe.fit import plots
+
+    return plots.plot_predicted_vs_actual(*args, **kwargs)
+
+
+def save_figure(fig: plt.Figure, path: str | Path, *, formats: Sequence[str] = ("png", "svg"),
+                dpi: int = 130) -> list[Path]:
+    """Write ``fig`` as ``path.<fmt>`` for each format (atomically) and close it."""
+    import io
+
+    from lensprobe._io import atomic_write_bytes
+
+    path = Path(path)
+    written = []
+    for fmt in formats:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=fmt, dpi=dpi, bbox_inches="tight")
+        written.append(atomic_write_bytes(path.with_suffix("." + fmt), buf.getvalue()))
+    plt.close(fig)
+    return written
