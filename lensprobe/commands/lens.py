@@ -1,0 +1,102 @@
+"""``lensprobe lens``: the working-language probe (Eq.1) on a model or every checkpoint of a run.
+
+    lensprobe lens MODEL_OR_RUN_DIR --suite php --out table.parquet
+    lensprobe lens runs/continual-php --suite php --out wl.csv --exclude-last 1 --filter-generated
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _write_table(df: Any, out: Path) -> None:
+    from lensprobe._io import atomic_write_bytes
+
+    suffix = out.suffix.lower()
+    if suffix == ".parquet":
+        import io
+
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        atomic_write_bytes(out, buf.getvalue())
+    elif suffix == ".csv":
+        atomic_write_bytes(out, df.to_csv(index=False).encode("utf-8"))
+    else:  # checked before running
+        raise ValueError(f"--out must end in .parquet or .csv, got {out}")
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    if out.suffix.lower() not in (".parquet", ".csv"):
+        print(f"error: --out must end in .parquet or .csv, got {args.out}", file=sys.stderr)
+        return 2
+    from lensprobe.suites import SuiteError, load_suite
+
+    try:
+        suite = load_suite(args.suite, search_path=args.suites_dir)
+    except SuiteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyError, FileNotFoundError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    path = Path(args.model).expanduser()
+    if not path.exists():
+        print(f"error: model or run directory {args.model} does not exist", file=sys.stderr)
+        return 2
+    from lensprobe.checkpoints import CheckpointError, CheckpointSeries
+    from lensprobe.probes.working_language import working_language
+
+    try:
+        series = CheckpointSeries(path)
+    except (CheckpointError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {path}: {exc}", file=sys.stderr)
+        return 2
+    if args.every or args.steps:
+        try:
+            series = series.select(steps=args.steps, every=args.every)
+        except (KeyError, ValueError) as exc:
+            print(f"error: {path}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+            return 2
+    tokenizer = None
+    if args.tokenizer:
+        from lensprobe.commands.probes import load_tokenizer
+
+        tokenizer = load_tokenizer(args.tokenizer)
+    df = working_language(series, suite, tokenizer=tokenizer, seed=args.seed, limit=args.limit,
+                          identifiers=args.identifier,
+                          exclude_last=args.exclude_last, filter_generated=args.filter_generated,
+                          batch_size=args.batch_size, add_bos=args.bos, device=args.device)
+    _write_table(df, out)
+    summary = df[(df["identifier"].isna()) & (df["metric"].isin(["eq1_python_share", "final_accuracy"]))]
+    if not summary.empty:
+        print(summary.pivot_table(index="step", columns="metric", values="value", dropna=False).to_string())
+    print(f"wrote {len(df)} rows to {out}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("lens", help="run the working-language probe on a model or checkpoint series",
+                              description="Logit-lens working-language probe (Babel Tower Eq.1) over an identifier "
+                                          "suite, for one checkpoint directory or every checkpoint of a run.")
+    p.add_argument("model", metavar="MODEL_OR_RUN_DIR", help="an HF checkpoint directory or a run directory")
+    p.add_argument("--suite", required=True, help="suite name (php, csharp, go, cpp, ...) or YAML path")
+    p.add_argument("--out", required=True, help="output table: .parquet or .csv")
+    p.add_argument("--seed", type=int, default=0, help="suite rendering seed")
+    p.add_argument("--limit", type=int, default=None, help="prompts per identifier (default: the suite's n_prompts)")
+    p.add_argument("--identifier", action="append", default=None, help="only this identifier (repeatable)")
+    p.add_argument("--exclude-last", type=int, default=None,
+                   help="final layers left out of Eq.1 (default: min(5, max(1, (L-1)//2)))")
+    p.add_argument("--filter-generated", action="store_true",
+                   help="keep only prompts whose final layer predicts the target identifier (paper's rule)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--bos", action="store_true", help="prepend the tokenizer's BOS token to every prompt")
+    p.add_argument("--tokenizer", default=None, help="tokenizer directory or tokenizer.json (default: the run's)")
+    p.add_argument("--device", default=None, help="torch device (default: cpu)")
+    p.add_argument("--steps", type=int, nargs="+", default=None, help="only these steps")
+    p.add_argument("--every", type=int, default=None, help="only steps that are multiples of N")
+    p.add_argument("--suites-dir", action="append", default=None, metavar="DIR",
+                   help="extra directory of suite YAML files (repeatable)")
+    p.set_defaults(func=run)

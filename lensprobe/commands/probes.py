@@ -1,0 +1,106 @@
+"""``lensprobe probes``: list, validate and render identifier suites.
+
+    lensprobe probes list
+    lensprobe probes validate FILE_OR_NAME [...] [--tokenizer DIR] [--strict]
+    lensprobe probes render NAME|FILE [--seed N] [--limit N] [--identifier ID] [--format text|jsonl]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def load_tokenizer(path: str) -> Any:
+    """A tokenizer from a directory (HF ``AutoTokenizer``) or a ``tokenizer.json`` file."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"tokenizer path {path!r} does not exist")
+    if p.is_file():
+        from tokenizers import Tokenizer
+
+        return Tokenizer.from_file(str(p))
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(p))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from lensprobe.suites import validate_suite
+
+    try:
+        tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
+    except Exception as exc:  # noqa: BLE001 - any load failure is a user error here
+        print(f"error: cannot load tokenizer {args.tokenizer}: {exc}", file=sys.stderr)
+        return 2
+    failed = False
+    for target in args.files:
+        report = validate_suite(target, tokenizer=tokenizer, search_path=args.suites_dir)
+        bad = not report.ok or (args.strict and bool(report.warnings))
+        print(report.format(), file=sys.stderr if bad else sys.stdout)
+        failed = failed or bad
+    return 1 if failed else 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from lensprobe.suites import SuiteError, load_suite
+
+    try:
+        suite = load_suite(args.suite, search_path=args.suites_dir)
+        items = suite.render(seed=args.seed, limit=args.limit, identifiers=args.identifier or None)
+    except SuiteError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (KeyError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
+    out = sys.stdout
+    for it in items:
+        if args.format == "jsonl":
+            out.write(json.dumps(it.to_dict()) + "\n")
+        else:
+            out.write(f"### {it.language} {it.identifier} #{it.index} (template {it.template_id}); "
+                      f"expects {list(it.target_forms)} (python {list(it.reference_forms)})\n")
+            out.write(it.prompt + "\u2038\n\n")
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    from lensprobe.suites import list_suites, resolve_suite_path
+
+    for name in list_suites(search_path=args.suites_dir):
+        print(f"{name}\t{resolve_suite_path(name, search_path=args.suites_dir)}")
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("probes", help="validate and render identifier suites",
+                              description="Identifier suites: list, validate (schema, slots, prompt counts, "
+                                          "token-set collisions) and render prompts.")
+    sub = p.add_subparsers(dest="probes_command", metavar="ACTION", required=True)
+
+    def common(sp):
+        sp.add_argument("--suites-dir", action="append", default=None, metavar="DIR",
+                        help="extra directory of suite YAML files (repeatable; also $LENSPROBE_SUITES_PATH)")
+
+    v = sub.add_parser("validate", help="check suite files; exit 1 on errors")
+    v.add_argument("files", nargs="+", metavar="FILE", help="suite YAML file(s) or suite names")
+    v.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory or tokenizer.json: also check token sets")
+    v.add_argument("--strict", action="store_true", help="treat warnings (e.g. token-set collisions) as errors")
+    common(v)
+    v.set_defaults(func=_validate)
+
+    r = sub.add_parser("render", help="print a suite's prompts (the cursor is shown as \u2038)")
+    r.add_argument("suite", metavar="NAME|FILE")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--limit", type=int, default=None, help="prompts per identifier")
+    r.add_argument("--identifier", action="append", default=None, help="only this identifier (repeatable)")
+    r.add_argument("--format", choices=("text", "jsonl"), default="text")
+    common(r)
+    r.set_defaults(func=_render)
+
+    ls = sub.add_parser("list", help="list available suites and their files")
+    common(ls)
+    ls.set_defaults(func=_list)

@@ -1,0 +1,320 @@
+"""Build and run assembled programs per language with the Debian toolchains, in parallel.
+
+Compile caching: C++ programs get a precompiled header of the standard headers they include
+(built once per header set, compiler version and flags, under the cache directory); Go builds share
+a ``GOCACHE`` per sandbox uid; HumanEval-X Go tests use Debian's testify in GOPATH mode
+(``GO111MODULE=off``, ``GOPATH=/usr/share/gocode``, ``GOPROXY=off``: nothing is downloaded).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from .assembly import Program, assemble
+from .datasets import Problem
+from .sandbox import GiB, Limits, Sandbox, sandbox_report
+
+log = logging.getLogger(__name__)
+
+STATUSES: tuple[str, ...] = ("passed", "failed", "timeout", "compile_error", "runtime_error")
+#: Executables each language needs.
+TOOLS: dict[str, tuple[str, ...]] = {
+    "python": (), "php": ("php",), "cpp": ("g++",), "go": ("go",), "csharp": ("mcs", "mono"),
+}
+CXX_FLAGS: tuple[str, ...] = ("-std=gnu++17", "-O0", "-w")
+GOPATH_DEFAULT = "/usr/share/gocode"
+_FAIL_MARKERS = re.compile(r"assert|test failed|test case|--- FAIL|Error at \d+th|exception --- test|did not pass",
+                           re.I)
+
+
+@dataclass
+class RunResult:
+    """Outcome of one completion."""
+
+    task_id: str
+    completion_id: int
+    language: str
+    status: str
+    passed: bool
+    exit_code: int | None
+    output: str
+    seconds: float
+    compile_seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def default_cache_dir() -> Path:
+    """``$LENSPROBE_EVAL_CACHE`` or ``/var/tmp/lensprobe-eval-cache-<uid>`` (readable by the sandbox uid)."""
+    env = os.environ.get("LENSPROBE_EVAL_CACHE")
+    return Path(env) if env else Path("/var/tmp") / f"lensprobe-eval-cache-{os.getuid()}"
+
+
+def missing_tools(language: str) -> list[str]:
+    return [t for t in TOOLS[language] if shutil.which(t) is None]
+
+
+class Executor:
+    """Runs (problem, completion) jobs with ``workers`` sandboxes in parallel.
+
+    ``timeout`` bounds each program's run (wall clock; CPU limit is ``timeout + 1`` s);
+    ``compile_timeout`` bounds each compile step.
+    """
+
+    def __init__(self, *, workers: int = 2, timeout: float = 10.0, compile_timeout: float = 60.0,
+                 sandbox: str = "auto", cache_dir: str | Path | None = None, python: str | None = None,
+                 memory: int = 4 * GiB, processes: int = 128, use_pch: bool = True) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        if timeout <= 0 or compile_timeout <= 0:
+            raise ValueError("timeout and compile_timeout must be > 0")
+        self.workers, self.timeout, self.compile_timeout = workers, float(timeout), float(compile_timeout)
+        self.sandbox_mode = sandbox
+        self.report = sandbox_report(sandbox)
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.cache_dir, 0o755)
+        self.python = python or sys.executable
+        self._python_paths = _python_prefixes(self.python)
+        self.memory, self.processes, self.use_pch = memory, processes, use_pch
+        self._include_dir = self._install_shims()
+
+    # ---------------------------------------------------------------- caches
+    def _install_shims(self) -> Path:
+        inc = self.cache_dir / "include"
+        (inc / "boost").mkdir(parents=True, exist_ok=True)
+        shim_dir = resources.files("lensprobe.evaluate") / "shims"
+        text = (shim_dir / "boost_any.hpp").read_text()
+        target = inc / "boost" / "any.hpp"
+        if not target.exists() or target.read_text() != text:
+            tmp = target.with_suffix(".tmp%d" % os.getpid())
+            tmp.write_text(text)
+            os.replace(tmp, target)
+        for p in (inc, inc / "boost"):
+            os.chmod(p, 0o755)
+        return inc
+
+    def _shim_path(self, name: str) -> Path:
+        return Path(str(resources.files("lensprobe.evaluate") / "shims" / name))
+
+    def _pch(self, source: str) -> Path | None:
+        """A precompiled header for the standard headers ``source`` includes (None: compile plainly)."""
+        if not self.use_pch:
+            return None
+        lines = source.splitlines()
+        headers, last = [], -1
+        for i, line in enumerate(lines):
+            m = re.match(r"\s*#\s*include\s*<([A-Za-z0-9_+./-]+)>", line)
+            if m:
+                last = i
+                h = m.group(1)
+                if ".." not in h and not h.startswith(("boost/", "assert", "cassert")) and h not in headers:
+                    headers.append(h)
+        if not headers:
+            return None
+        if any(re.match(r"\s*#\s*define\b", line) for line in lines[: last + 1]):
+            return None
+        key = hashlib.sha256(("\n".join(sorted(headers)) + "|" + " ".join(CXX_FLAGS) + "|" +
+                              _gxx_version()).encode()).hexdigest()[:16]
+        pch_dir = self.cache_dir / "pch"
+        pch_dir.mkdir(exist_ok=True)
+        os.chmod(pch_dir, 0o755)
+        header = pch_dir / f"pch-{key}.h"
+        gch = pch_dir / f"pch-{key}.h.gch"
+        bad = pch_dir / f"pch-{key}.failed"
+        if gch.exists():
+            return header
+        if bad.exists():
+            return None
+        with open(pch_dir / f"pch-{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if gch.exists():
+                return header
+            header.write_text("".join(f"#include <{h}>\n" for h in sorted(headers)))
+            tmp = pch_dir / f"pch-{key}.h.gch.tmp{os.getpid()}"
+            r = subprocess.run(["g++", *CXX_FLAGS, "-I", str(self._include_dir), "-x", "c++-header", str(header),
+                                "-o", str(tmp)], capture_output=True, timeout=300)
+            if r.returncode != 0:
+                bad.write_text(r.stderr.decode(errors="replace")[-2000:])
+                tmp.unlink(missing_ok=True)
+                return None
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, gch)
+        return header
+
+    def _gocache(self, sandbox: Sandbox) -> Path:
+        """One Go build cache shared by all sandbox uids (group-writable; see SANDBOX_GID)."""
+        d = self.cache_dir / "go-build"
+        if not d.exists() or (d.stat().st_mode & 0o2775) != 0o2775:
+            sandbox.prepare_shared_dir(d)
+        return d
+
+    # ---------------------------------------------------------------- one job
+    def check_tools(self, languages: Iterable[str]) -> None:
+        for lang in set(languages):
+            if lang not in TOOLS:
+                raise ValueError(f"no runner for language {lang!r}; supported: {sorted(TOOLS)}")
+            miss = missing_tools(lang)
+            if miss:
+                raise RuntimeError(f"{lang}: missing toolchain executable(s) {miss} (see scripts/setup.sh)")
+
+    def _limits(self, timeout: float, *, build: bool) -> Limits:
+        return Limits(cpu_seconds=timeout + 1, address_space=(16 * GiB if build else self.memory),
+                      processes=max(self.processes, 512) if build else self.processes)
+
+    def run_program(self, sandbox: Sandbox, program: Program, *, task_id: str = "", completion_id: int = 0) -> RunResult:
+        """Build (if needed) and run one program in a fresh directory."""
+        lang = program.language
+        with tempfile.TemporaryDirectory(prefix="lp-", dir=self._work_root()) as tmp:
+            work = Path(tmp)
+            writable: list[Path] = []
+            reveal: list[Path] = []
+            env: dict[str, str] = {}
+            build: list[str] | None = None
+            if lang == "python":
+                (work / "prog.py").write_text(program.source)
+                run = [self.python, "-I", "prog.py"]
+                reveal = self._python_paths
+            elif lang == "php":
+                (work / "prog.php").write_text(program.source)
+                run = ["php", "prog.php"]
+            elif lang == "cpp":
+                (work / "prog.cpp").write_text(program.source)
+                build = ["g++", *CXX_FLAGS, "-I", str(self._include_dir)]
+                pch = self._pch(program.source)
+                if pch is not None:
+                    build += ["-include", str(pch)]
+                build += ["prog.cpp", "-o", "prog"]
+                if "openssl/" in program.source:
+                    build += ["-lcrypto"]
+                run = ["./prog"]
+            elif lang == "go":
+                env = {"GO111MODULE": "off", "GOPATH": GOPATH_DEFAULT, "GOPROXY": "off", "GOFLAGS": "",
+                       "CGO_ENABLED": "0", "GOCACHE": str(self._gocache(sandbox)), "GOTOOLCHAIN": "local"}
+                writable = [Path(env["GOCACHE"])]
+                if program.mode == "gotest":
+                    (work / "prog_test.go").write_text(program.source)
+                    build = ["go", "test", "-c", "-o", "prog.test", "."]
+                    run = ["./prog.test"]
+                else:
+                    (work / "main.go").write_text(program.source)
+                    build = ["go", "build", "-o", "prog", "main.go"]
+                    run = ["./prog"]
+            elif lang == "csharp":
+                (work / "prog.cs").write_text(program.source)
+                build = ["mcs", "-nologo", "-warn:0", "-d:DEBUG", "-r:System.Numerics.dll", "-out:prog.exe", "prog.cs"]
+                if "KellermanSoftware.CompareNetObjects" in program.source:
+                    build.append(str(self._shim_path("CompareNetObjects.cs")))
+                run = ["mono", "--debug", "prog.exe"]
+                # mono's Debug.Assert is silent by default: route failures to stderr, classify below
+                env = {"MONO_TRACE_LISTENER": "Console.Error"}
+            else:
+                raise ValueError(f"no runner for language {lang!r}")
+            sandbox.prepare_dir(work)
+            compile_seconds = 0.0
+            if build is not None:
+                b = sandbox.run(build, workdir=work, timeout=self.compile_timeout, env=env, writable=writable,
+                                limits=self._limits(self.compile_timeout, build=True))
+                compile_seconds = b.seconds
+                if b.timed_out:
+                    return RunResult(task_id, completion_id, lang, "timeout", False, b.returncode,
+                                     "[compile timed out]\n" + b.output, 0.0, compile_seconds)
+                if b.returncode != 0:
+                    return RunResult(task_id, completion_id, lang, "compile_error", False, b.returncode, b.output,
+                                     0.0, compile_seconds)
+            r = sandbox.run(run, workdir=work, timeout=self.timeout, env=env, reveal=reveal,
+                            limits=self._limits(self.timeout, build=False))
+            status = classify(lang, r.returncode, r.timed_out, r.output)
+            return RunResult(task_id, completion_id, lang, status, status == "passed", r.returncode, r.output,
+                             r.seconds, compile_seconds)
+
+    def _work_root(self) -> str:
+        root = self.cache_dir / "work"  # not under /tmp: the sandbox mounts a private /tmp
+        root.mkdir(exist_ok=True)
+        os.chmod(root, 0o711)
+        return str(root)
+
+    # ---------------------------------------------------------------- many jobs
+    def run_jobs(self, jobs: Sequence[tuple[Problem, str, int]], *,
+                 progress: Callable[[int, int], None] | None = None) -> list[RunResult]:
+        """Results for ``(problem, completion, completion_id)`` jobs, in job order."""
+        self.check_tools(p.language for p, _, _ in jobs)
+        slots: queue.Queue[Sandbox] = queue.Queue()
+        boxes = [Sandbox(mode=self.sandbox_mode) for _ in range(min(self.workers, max(1, len(jobs))))]
+        for b in boxes:
+            slots.put(b)
+        done = [0]
+
+        def one(job: tuple[Problem, str, int]) -> RunResult:
+            problem, completion, cid = job
+            box = slots.get()
+            try:
+                program = assemble(problem, completion)
+                return self.run_program(box, program, task_id=problem.task_id, completion_id=cid)
+            finally:
+                slots.put(box)
+                done[0] += 1
+                if progress:
+                    progress(done[0], len(jobs))
+
+        try:
+            with ThreadPoolExecutor(max_workers=len(boxes)) as pool:
+                return list(pool.map(one, jobs))
+        finally:
+            for b in boxes:
+                b.close()
+
+
+def classify(language: str, returncode: int | None, timed_out: bool, output: str) -> str:
+    """passed / failed (a test assertion) / timeout / runtime_error (crash, uncaught exception)."""
+    if timed_out:
+        return "timeout"
+    if returncode == 0:
+        if language == "csharp" and ("System.Diagnostics.Debug.Assert" in output or "TraceInternal.Fail" in output):
+            return "failed"
+        return "passed"
+    if returncode is None:
+        return "runtime_error"
+    if _FAIL_MARKERS.search(output):
+        return "failed"
+    return "runtime_error"
+
+
+def _python_prefixes(python: str) -> list[Path]:
+    """sys.prefix and sys.base_prefix of ``python`` (to reveal them inside the sandbox)."""
+    if os.path.realpath(python) == os.path.realpath(sys.executable):
+        prefixes = {sys.prefix, sys.base_prefix}
+    else:
+        out = subprocess.run([python, "-c", "import sys; print(sys.prefix); print(sys.base_prefix)"],
+                             capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            raise RuntimeError(f"python interpreter {python!r} does not run: {out.stderr[-500:]}")
+        prefixes = set(out.stdout.split())
+    return sorted(Path(p) for p in prefixes)
+
+
+_GXX: list[str] = []
+
+
+def _gxx_version() -> str:
+    if not _GXX:
+        try:
+            _GXX.append(subprocess.run(["g++", "--version"], capture_output=True, text=True).stdout.splitlines()[0])
+        except (OSError, IndexError):
+            _GXX.append("unknown")
+    return _GXX[0]

@@ -1,0 +1,206 @@
+"""What Algorithm 1 reads: a sweep table (performance per checkpoint) and a loss log.
+
+A :class:`BabelRun` holds
+
+* ``sweep``: the long-format sweep table, columns ``run, checkpoint, step, tokens, probe, language,
+  identifier, layer, metric, value, n``. Performance rows are selected by metric name (e.g.
+  ``"pass@1"`` or ``"final_accuracy"``) and averaged over identifiers (problems) per step.
+* ``loss_log``: the rows of ``loss.jsonl`` (``step, loss, loss_by_language: {lang: loss}``);
+  Eq.2 uses the loss on the NEW-language data, ``loss_by_language[target]``.
+* ``val_log`` (optional): rows of ``val.jsonl`` (``step, tokens, language, loss, bpb``), used
+  when the training log has no per-language loss.
+* ``target``: the new language (inferred from the sweep when it holds exactly one non-Python one).
+
+``load_run(path)`` builds one from a run directory: ``<run>/loss.jsonl``, optional
+``<run>/val.jsonl`` and the sweep parquet directory ``<run>/results/``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["BabelRun", "load_run", "read_jsonl", "read_table", "SWEEP_COLUMNS"]
+
+SWEEP_COLUMNS = ("run", "checkpoint", "step", "tokens", "probe", "language", "identifier", "layer", "metric", "value", "n")
+LANGUAGES = ("python", "php", "csharp", "go", "cpp")
+
+
+def read_jsonl(path: str | Path) -> pd.DataFrame:
+    """Rows of a JSON-lines file; a malformed line raises naming the file and line number."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    rows = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            if i == last and i > 0:  # a torn last line (interrupted writer) is skipped
+                break
+            raise ValueError(f"{path}:{i + 1}: not valid JSON ({exc.msg})") from None
+    return pd.DataFrame(rows)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A sweep table from parquet (file or directory), CSV or JSON lines."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if path.is_dir():
+        if (path / "results").is_dir() and not any(path.glob("*.parquet")):
+            path = path / "results"
+        return pd.read_parquet(path)
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    if suffix in (".jsonl", ".json"):
+        return read_jsonl(path)
+    raise ValueError(f"{path}: unknown table format {suffix!r} (use .parquet, .csv or .jsonl)")
+
+
+def _require(df: pd.DataFrame, columns, what: str) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"{what} lacks column(s) {missing}; it has {list(df.columns)}")
+
+
+@dataclass(frozen=True)
+class BabelRun:
+    """One continual run: sweep table + loss log (+ optional validation log)."""
+
+    sweep: pd.DataFrame
+    loss_log: pd.DataFrame | None = None
+    target: str | None = None
+    val_log: pd.DataFrame | None = None
+    name: str = "run"
+    source: str | None = None
+
+    def __post_init__(self):
+        _require(self.sweep, ("step", "metric", "value"), f"sweep table of {self.name!r}")
+        if self.loss_log is not None:
+            _require(self.loss_log, ("step",), f"loss log of {self.name!r}")
+        if self.target is None:
+            object.__setattr__(self, "target", self._infer_target())
+
+    def _infer_target(self) -> str | None:
+        if "language" not in self.sweep.columns:
+            return None
+        langs = sorted({str(x) for x in self.sweep["language"].dropna().unique()} - {"python", "", "None"})
+        return langs[0] if len(langs) == 1 else None
+
+    def with_target(self, target: str) -> "BabelRun":
+        return replace(self, target=target)
+
+    # -- performance -------------------------------------------------------------------------
+    def performance_rows(self, metric: str, *, probe: str | None = None, language: str | None = None) -> pd.DataFrame:
+        """Rows of ``metric`` for the target language (or ``language``), one per step×identifier."""
+        df = self.sweep[self.sweep["metric"] == metric]
+        if df.empty:
+            known = sorted(self.sweep["metric"].dropna().astype(str).unique())
+            raise ValueError(f"sweep table of {self.name!r} has no rows with metric {metric!r}; metrics present: {known}")
+        if probe is not None:
+            df = df[df["probe"] == probe]
+            if df.empty:
+                raise ValueError(f"sweep table of {self.name!r} has no {metric!r} rows from probe {probe!r}")
+        elif "probe" in df.columns and df["probe"].nunique() > 1:
+            raise ValueError(
+                f"metric {metric!r} comes from several probes {sorted(df['probe'].unique())} in {self.name!r}; pass probe="
+            )
+        lang = language or self.target
+        if "language" in df.columns and lang is not None and (df["language"] == lang).any():
+            df = df[df["language"] == lang]
+        elif "language" in df.columns and df["language"].nunique() > 1:
+            raise ValueError(
+                f"metric {metric!r} has rows for several languages {sorted(df['language'].dropna().unique())} in "
+                f"{self.name!r}; name the target language"
+            )
+        df = df[np.isfinite(df["value"].astype(float))]
+        if df.empty:
+            raise ValueError(f"all {metric!r} values are missing in {self.name!r}")
+        return df
+
+    def performance_matrix(self, metric: str, *, probe: str | None = None) -> pd.DataFrame:
+        """Step × identifier table of ``metric`` (one column ``""`` when not per identifier)."""
+        df = self.performance_rows(metric, probe=probe).copy()
+        ident = df["identifier"] if "identifier" in df.columns else pd.Series("", index=df.index)
+        df["_id"] = ident.fillna("").astype(str)
+        mat = df.pivot_table(index="step", columns="_id", values="value", aggfunc="mean")
+        return mat.sort_index()
+
+    # -- loss --------------------------------------------------------------------------------
+    def target_loss(self, *, source: Literal["auto", "train", "val", "total"] = "auto") -> tuple[np.ndarray, np.ndarray, str]:
+        """(steps, losses, description) of the loss on the target-language data for Eq.2.
+
+        ``auto`` prefers ``loss_by_language[target]`` of the training log, then the validation
+        log's rows for the target; ``total`` uses the mixed training loss (only when you know
+        the run trains on the target alone)."""
+        target = self.target
+        tried = []
+        if source in ("auto", "train") and self.loss_log is not None and target is not None:
+            col = self._train_language_column(target)
+            if col is not None:
+                d = self.loss_log[["step", col]].dropna()
+                if not d.empty:
+                    d = d.groupby("step", as_index=False)[col].mean()
+                    return d["step"].to_numpy(float), d[col].to_numpy(float), f"loss.jsonl loss_by_language[{target!r}]"
+            tried.append(f"loss.jsonl has no loss_by_language[{target!r}]")
+        if source in ("auto", "val") and self.val_log is not None and target is not None:
+            _require(self.val_log, ("step", "language", "loss"), f"val log of {self.name!r}")
+            d = self.val_log[self.val_log["language"] == target][["step", "loss"]].dropna()
+            if not d.empty:
+                d = d.groupby("step", as_index=False)["loss"].mean()
+                return d["step"].to_numpy(float), d["loss"].to_numpy(float), f"val.jsonl language={target!r}"
+            tried.append(f"val.jsonl has no rows for {target!r}")
+        if source == "total" and self.loss_log is not None:
+            _require(self.loss_log, ("step", "loss"), f"loss log of {self.name!r}")
+            d = self.loss_log[["step", "loss"]].dropna().groupby("step", as_index=False)["loss"].mean()
+            return d["step"].to_numpy(float), d["loss"].to_numpy(float), "loss.jsonl loss (all languages)"
+        if target is None:
+            raise ValueError(f"{self.name!r}: the target language is unknown (the sweep names none or several); pass target=")
+        if self.loss_log is None and self.val_log is None:
+            raise ValueError(f"{self.name!r}: no loss log; Eq.2 needs the loss on the {target!r} data")
+        raise ValueError(f"{self.name!r}: no loss on the {target!r} data for Eq.2 ({'; '.join(tried) or source})")
+
+    def _train_language_column(self, target: str) -> str | None:
+        log = self.loss_log
+        flat = f"loss_by_language.{target}"
+        if flat in log.columns:
+            return flat
+        if "loss_by_language" in log.columns:
+            values = log["loss_by_language"].map(
+                lambda d: d.get(target, np.nan) if isinstance(d, dict) else np.nan
+            )
+            if values.notna().any():
+                object.__setattr__(self, "loss_log", log.assign(**{flat: values.astype(float)}))
+                return flat
+        return None
+
+
+def load_run(path: str | Path, *, target: str | None = None, sweep: str | Path | None = None,
+             loss_log: str | Path | None = None) -> BabelRun:
+    """A :class:`BabelRun` from a run directory (``loss.jsonl``, ``val.jsonl``, ``results/``),
+    or from explicit ``sweep`` / ``loss_log`` paths."""
+    root = Path(path) if path is not None else None
+    sweep_path = Path(sweep) if sweep is not None else (root / "results" if root is not None else None)
+    if sweep_path is None or not sweep_path.exists():
+        raise FileNotFoundError(f"sweep table not found: {sweep_path} (run `lensprobe sweep` first)")
+    loss_path = Path(loss_log) if loss_log is not None else (root / "loss.jsonl" if root is not None else None)
+    val_path = (root / "val.jsonl") if root is not None and root.is_dir() else None
+    loss_df = read_jsonl(loss_path) if loss_path is not None and loss_path.is_file() else None
+    if loss_log is not None and loss_df is None:
+        raise FileNotFoundError(f"{loss_log}: no such loss log")
+    val_df = read_jsonl(val_path) if val_path is not None and val_path.is_file() else None
+    name = root.name if root is not None and root.is_dir() else str(sweep_path)
+    return BabelRun(sweep=read_table(sweep_path), loss_log=loss_df, target=target, val_log=val_df,
+                    name=name, source=str(root or sweep_path))

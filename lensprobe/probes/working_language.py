@@ -1,0 +1,407 @@
+"""The working-language probe (Babel Tower, Eq.1): which language's identifier the lens sees.
+
+For every suite prompt (ending where a target-language identifier is written) the probe decodes the
+last prompt position after every block with the logit lens and classifies the top-1 token as the
+target identifier's set, the Python (reference) identifier's set, or other; it also keeps the
+log-probability mass of both sets.  Eq.1 of the paper::
+
+    p_l = n_l / sum_k n_k        (l, k in {target, python})
+
+where ``n_l`` counts top-1 tokens in language ``l``'s set over the intermediate layers
+``1 .. L - exclude_last``.  The probability-mass variant replaces counts by summed ``P(set)``.
+
+Rows use :data:`lensprobe.probe.ROW_COLUMNS`; the metric names are listed in :data:`METRICS` and
+documented in ``docs/suites.md``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from lensprobe.probe import Batch, Probe
+from lensprobe.suites import Suite, SuiteItem, TokenSets, encode_text, load_suite
+
+__all__ = ["WorkingLanguageProbe", "working_language", "default_exclude_last", "METRICS", "TARGET", "PYTHON",
+           "OTHER"]
+
+#: added to the lens' ranks to report 1-based ranks (lensprobe.lens ranks are 0-based)
+_RANK_OFFSET = 1.0
+
+#: top-1 classes
+TARGET, PYTHON, OTHER = 0, 1, 2
+
+#: metric name -> meaning (``layer`` set for per-layer metrics, None for the others)
+METRICS: dict[str, str] = {
+    "share_target_top1": "per layer: share of kept prompts whose lens top-1 token is in the target-language set",
+    "share_python_top1": "per layer: share of kept prompts whose lens top-1 token is in the Python set",
+    "share_other_top1": "per layer: share of kept prompts whose lens top-1 token is in neither set",
+    "logp_target": "per layer: mean log P(target set) over kept prompts",
+    "logp_python": "per layer: mean log P(Python set) over kept prompts",
+    "eq1_target_share": "Eq.1 share of the target language: n_target / (n_target + n_python), layers 1..L-exclude_last",
+    "eq1_python_share": "Eq.1 share of Python: n_python / (n_target + n_python), layers 1..L-exclude_last",
+    "eq1_mass_target_share": "probability-mass Eq.1: sum P(target set) / (sum P(target) + sum P(python))",
+    "eq1_mass_python_share": "probability-mass Eq.1: sum P(python set) / (sum P(target) + sum P(python))",
+    "final_accuracy": "share of all prompts whose final layer's top-1 token is in the target set",
+    "final_target_rank": "median over all prompts of the best 1-based rank of a target-set token at the final layer",
+    "n_prompts": "prompts rendered (identifier rows) / prompts of included identifiers (suite row)",
+    "n_kept": "prompts kept by the filter (all prompts when filter_generated is off)",
+    "excluded_collision": "1 for an identifier whose target and Python token sets share a token (not probed)",
+    "n_excluded_collisions": "suite row: number of identifiers excluded for colliding token sets",
+    "n_identifiers": "suite row: number of identifiers probed",
+    "exclude_last": "suite row: the number of final layers left out of Eq.1",
+}
+
+
+def default_exclude_last(n_layers: int) -> int:
+    """Final layers left out of Eq.1: the paper's 5, fewer on small models.
+
+    ``min(5, max(1, (n_layers - 1) // 2))`` — always at least the last layer (whose top-1 is the
+    prediction itself), never more than half of the layers, and 5 from 11 layers up.
+    """
+    if n_layers < 2:
+        raise ValueError(f"Eq.1 needs at least 2 layers, the model has {n_layers}")
+    return min(5, max(1, (n_layers - 1) // 2))
+
+
+@dataclass
+class _ItemRecord:
+    """Per prompt, per layer (index layer-1): top-1 class and both set log-masses."""
+
+    cls: np.ndarray
+    logp_target: np.ndarray
+    logp_python: np.ndarray
+    final_rank: float = math.nan
+
+
+class WorkingLanguageProbe(Probe):
+    """Logit-lens working-language probe over an identifier suite (see module docstring).
+
+    Args:
+        suite: a :class:`~lensprobe.suites.Suite` or anything :func:`~lensprobe.suites.load_suite` takes.
+        seed: rendering seed of the suite.
+        limit: prompts per identifier (default: the suite's ``n_prompts``).
+        identifiers: restrict to these identifier ids.
+        exclude_last: final layers left out of Eq.1 (default :func:`default_exclude_last`).
+        filter_generated: keep only prompts whose final layer ranks a target token first (the
+            paper counts only cases where the identifier is actually generated).
+        batch_size: prompts per forward pass.
+        add_bos: prepend the tokenizer's BOS token to every prompt (never added implicitly).
+        padding_side: ``"left"`` or ``"right"``; rows are exact either way (position ids from the mask).
+    """
+
+    name = "working_language"
+
+    def __init__(self, suite: Suite | str, *, seed: int = 0, limit: int | None = None,
+                 identifiers: Sequence[str] | None = None, exclude_last: int | None = None,
+                 filter_generated: bool = False, batch_size: int = 16, add_bos: bool = False,
+                 padding_side: str = "left"):
+        self.suite = load_suite(suite)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        if exclude_last is not None and (isinstance(exclude_last, bool) or not isinstance(exclude_last, int)
+                                         or exclude_last < 0):
+            raise ValueError(f"exclude_last must be a non-negative int or None, got {exclude_last!r}")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if padding_side not in ("left", "right"):
+            raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}")
+        self.seed = seed
+        self.limit = limit
+        self.identifiers = None if identifiers is None else list(identifiers)
+        self.exclude_last = exclude_last
+        self.filter_generated = bool(filter_generated)
+        self.batch_size = batch_size
+        self.add_bos = bool(add_bos)
+        self.padding_side = padding_side
+        self.items: list[SuiteItem] = self.suite.render(seed=seed, limit=limit, identifiers=self.identifiers)
+        self.token_sets: dict[str, TokenSets] | None = None
+        self._adapter: Any = None
+        self._n_layers: int | None = None
+        self._records: dict[int, _ItemRecord] = {}
+        self._seen_sets: dict[str, TokenSets] = {}
+        self._seen_excluded: tuple[str, ...] | None = None
+
+    # -- protocol ------------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return {"name": self.name, "suite": self.suite.name, "suite_digest": self.suite.digest(), "seed": self.seed,
+                "limit": self.limit, "identifiers": self.identifiers, "exclude_last": self.exclude_last,
+                "filter_generated": self.filter_generated, "add_bos": self.add_bos}
+
+    def input_key(self) -> str:
+        return (f"suite:{self.suite.name}:{self.suite.digest()}:seed={self.seed}:limit={self.limit}:"
+                f"ids={self.identifiers}:bos={self.add_bos}:bs={self.batch_size}:pad={self.padding_side}")
+
+    def start(self, model: torch.nn.Module, adapter: Any) -> None:
+        self._adapter = adapter
+        self._n_layers = int(adapter.n_layers)
+        self._records = {}
+        self._seen_sets = {}
+        self._seen_excluded = None
+
+    def hook_points(self, adapter: Any) -> Mapping[str, torch.nn.Module]:
+        from lensprobe.engine import block_hook_points
+
+        return block_hook_points(adapter)
+
+    def included_identifiers(self) -> list[str]:
+        """Identifier ids that are probed (token sets computed and not colliding)."""
+        if self.token_sets is None:
+            raise RuntimeError("token sets are computed from the tokenizer in batches(); call it first")
+        return [i for i in self._ordered_ids() if not self.token_sets[i].collision
+                and self.token_sets[i].target and self.token_sets[i].reference]
+
+    def _ordered_ids(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for it in self.items:
+            seen.setdefault(it.identifier, None)
+        return list(seen)
+
+    def encode_prompt(self, tokenizer: Any, prompt: str) -> list[int]:
+        """Token ids of a prompt: no special tokens, BOS only when ``add_bos``."""
+        ids = encode_text(tokenizer, prompt)
+        if self.add_bos:
+            bos = getattr(tokenizer, "bos_token_id", None)
+            if bos is None:
+                raise ValueError("add_bos=True but the tokenizer has no bos_token_id")
+            ids = [int(bos)] + ids
+        if not ids:
+            raise ValueError(f"prompt tokenizes to nothing: {prompt!r}")
+        return ids
+
+    def batches(self, tokenizer: Any) -> Iterable[Batch]:
+        if tokenizer is None:
+            raise ValueError("the working-language probe needs a tokenizer (pass tokenizer=...)")
+        all_sets = self.suite.token_sets(tokenizer)
+        self.token_sets = {i: all_sets[i] for i in self._ordered_ids()}
+        included = set(self.included_identifiers())
+        pad = getattr(tokenizer, "pad_token_id", None)
+        pad = int(pad) if pad is not None else 0
+        rows = [(k, self.encode_prompt(tokenizer, it.prompt)) for k, it in enumerate(self.items)
+                if it.identifier in included]
+        excluded = tuple(i for i in self._ordered_ids() if i not in included)
+        for start in range(0, len(rows), self.batch_size):
+            chunk = rows[start:start + self.batch_size]
+            width = max(len(ids) for _, ids in chunk)
+            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for r, (_, ids) in enumerate(chunk):
+                sl = slice(width - len(ids), width) if self.padding_side == "left" else slice(0, len(ids))
+                input_ids[r, sl] = torch.tensor(ids, dtype=torch.long)
+                mask[r, sl] = 1
+            # the token sets travel with the rows: probes sharing this input_key get batches from
+            # whichever of them the engine asks, and must not depend on their own batches() call
+            meta = []
+            for k, _ in chunk:
+                ident = self.items[k].identifier
+                ts = self.token_sets[ident]
+                meta.append({"item": k, "identifier": ident, "target": tuple(sorted(ts.target)),
+                             "reference": tuple(sorted(ts.reference)), "excluded": excluded})
+            yield Batch(input_ids, mask, meta)
+
+    def on_activation(self, point: str, output: torch.Tensor, batch: Batch) -> None:
+        from lensprobe.engine import point_layer
+        from lensprobe.lens import readout
+
+        layer = point_layer(point)
+        L = self._n_layers
+        rows = torch.arange(output.shape[0], device=output.device)
+        hidden = output[rows, batch.last_index.to(output.device)]
+        final = layer == L
+        # distinct sets of this batch: identifier -> (column of target set, column of Python set)
+        cols: dict[str, tuple[int, int]] = {}
+        union: list[tuple[int, ...]] = []
+        for meta in batch.meta:
+            ident = meta["identifier"]
+            if ident not in cols:
+                cols[ident] = (len(union), len(union) + 1)
+                union += [meta["target"], meta["reference"]]
+                self._seen_sets.setdefault(ident, TokenSets(ident, frozenset(meta["target"]),
+                                                            frozenset(meta["reference"])))
+            self._seen_excluded = tuple(meta["excluded"])
+        target_ids = sorted({t for meta in batch.meta for t in meta["target"]})
+        pos = {t: j for j, t in enumerate(target_ids)}
+        res = readout(hidden.float(), self._adapter, token_sets=union, top_k=1,
+                      token_ids=target_ids if final else None)
+        top1 = res.top_tokens[:, 0].tolist()
+        set_lp = res.set_logprobs.float().cpu().numpy()
+        for r, meta in enumerate(batch.meta):
+            k = meta["item"]
+            ident = meta["identifier"]
+            ti, pi = cols[ident]
+            rec = self._records.get(k)
+            if rec is None:
+                rec = _ItemRecord(np.full(L, -1, dtype=np.int8), np.full(L, np.nan), np.full(L, np.nan))
+                self._records[k] = rec
+            tok = top1[r]
+            rec.cls[layer - 1] = TARGET if tok in meta["target"] else PYTHON if tok in meta["reference"] else OTHER
+            rec.logp_target[layer - 1] = set_lp[r, ti]
+            rec.logp_python[layer - 1] = set_lp[r, pi]
+            if final:
+                rec.final_rank = float(res.token_ranks[r, [pos[t] for t in meta["target"]]].min()) + _RANK_OFFSET
+
+    # -- results -------------------------------------------------------------------------------
+    def resolved_exclude_last(self) -> int:
+        if self._n_layers is None:
+            raise RuntimeError("the probe has not seen a model yet")
+        e = default_exclude_last(self._n_layers) if self.exclude_last is None else self.exclude_last
+        if e >= self._n_layers:
+            raise ValueError(f"exclude_last={e} leaves no layer of this {self._n_layers}-layer model for Eq.1")
+        return e
+
+    def finalize(self) -> list[dict[str, Any]]:
+        if self._n_layers is None:
+            raise RuntimeError("finalize() before start(): run the probe with lensprobe.engine.run_probes")
+        if self.token_sets is None:
+            # batches came from another probe with the same input_key: take the sets from the rows
+            if self._seen_excluded is None:
+                raise RuntimeError("the probe saw no batch (every identifier excluded?) and did not tokenize "
+                                   "the suite itself; run it on its own")
+            self.token_sets = dict(self._seen_sets)
+            for ident in self._seen_excluded:
+                self.token_sets[ident] = TokenSets(ident, frozenset({-1}), frozenset({-1}))  # marks a collision
+        L = self._n_layers
+        excl = self.resolved_exclude_last()
+        lang = self.suite.language
+        out: list[dict[str, Any]] = []
+
+        def row(ident, layer, metric, value, n):
+            out.append({"probe": self.name, "language": lang, "identifier": ident, "layer": layer,
+                        "metric": metric, "value": float(value), "n": int(n)})
+
+        by_ident: dict[str, list[_ItemRecord]] = {}
+        for k, it in enumerate(self.items):
+            if k in self._records:
+                by_ident.setdefault(it.identifier, []).append(self._records[k])
+        pooled: list[_ItemRecord] = []
+        pooled_kept: list[_ItemRecord] = []
+        n_collisions = 0
+        included = set(self.included_identifiers())
+        for ident in self._ordered_ids():
+            if ident not in included:
+                n_collisions += 1
+                row(ident, None, "excluded_collision", 1.0, 0)
+                continue
+            recs = by_ident.get(ident, [])
+            missing = [r for r in recs if (r.cls < 0).any()]
+            if missing:
+                raise RuntimeError(f"identifier {ident!r}: some layers were never observed (hook points missing?)")
+            kept = [r for r in recs if r.cls[L - 1] == TARGET] if self.filter_generated else list(recs)
+            pooled.extend(recs)
+            pooled_kept.extend(kept)
+            self._summary_rows(row, ident, recs, kept, excl, per_layer=True)
+        row(None, None, "n_excluded_collisions", n_collisions, len(self._ordered_ids()))
+        row(None, None, "n_identifiers", len(self._ordered_ids()) - n_collisions, len(self._ordered_ids()))
+        row(None, None, "exclude_last", excl, L)
+        self._summary_rows(row, None, pooled, pooled_kept, excl, per_layer=True)
+        return out
+
+    def _summary_rows(self, row, ident, recs: list[_ItemRecord], kept: list[_ItemRecord], excl: int, *,
+                      per_layer: bool) -> None:
+        L = self._n_layers
+        n_all, n_kept = len(recs), len(kept)
+        row(ident, None, "n_prompts", n_all, n_all)
+        row(ident, None, "n_kept", n_kept, n_all)
+        final_hits = sum(1 for r in recs if r.cls[L - 1] == TARGET)
+        row(ident, None, "final_accuracy", final_hits / n_all if n_all else math.nan, n_all)
+        ranks = [r.final_rank for r in recs if not math.isnan(r.final_rank)]
+        row(ident, None, "final_target_rank", float(np.median(ranks)) if ranks else math.nan, len(ranks))
+        if kept:
+            cls = np.stack([r.cls for r in kept])            # [n, L]
+            lpt = np.stack([r.logp_target for r in kept])
+            lpp = np.stack([r.logp_python for r in kept])
+        else:
+            cls = np.zeros((0, L), dtype=np.int8)
+            lpt = lpp = np.zeros((0, L))
+        used = slice(0, L - excl)
+        n_t = int((cls[:, used] == TARGET).sum())
+        n_p = int((cls[:, used] == PYTHON).sum())
+        tot = n_t + n_p
+        row(ident, None, "eq1_target_share", n_t / tot if tot else math.nan, tot)
+        row(ident, None, "eq1_python_share", n_p / tot if tot else math.nan, tot)
+        m_t = float(np.exp(lpt[:, used]).sum())
+        m_p = float(np.exp(lpp[:, used]).sum())
+        cells = int(cls[:, used].size)
+        mass = m_t + m_p
+        row(ident, None, "eq1_mass_target_share", m_t / mass if mass > 0 else math.nan, cells)
+        row(ident, None, "eq1_mass_python_share", m_p / mass if mass > 0 else math.nan, cells)
+        if per_layer:
+            for layer in range(1, L + 1):
+                c = cls[:, layer - 1]
+                nan = math.nan
+                row(ident, layer, "share_target_top1", (c == TARGET).mean() if n_kept else nan, n_kept)
+                row(ident, layer, "share_python_top1", (c == PYTHON).mean() if n_kept else nan, n_kept)
+                row(ident, layer, "share_other_top1", (c == OTHER).mean() if n_kept else nan, n_kept)
+                row(ident, layer, "logp_target", lpt[:, layer - 1].mean() if n_kept else nan, n_kept)
+                row(ident, layer, "logp_python", lpp[:, layer - 1].mean() if n_kept else nan, n_kept)
+
+
+# --------------------------------------------------------------------------- convenience
+_TABLE_COLUMNS = ["checkpoint", "step", "language", "identifier", "layer", "metric", "value", "n"]
+
+
+def _rows_to_frame(rows: list[dict[str, Any]], checkpoint: Any, step: Any):
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return pd.DataFrame(columns=_TABLE_COLUMNS)
+    df.insert(0, "checkpoint", checkpoint)
+    df.insert(1, "step", step)
+    df["layer"] = df["layer"].astype("Int64")
+    df["step"] = df["step"].astype("Int64")
+    return df[_TABLE_COLUMNS]
+
+
+def _is_series(obj: Any) -> bool:
+    return hasattr(obj, "iter_models") and callable(obj.iter_models)
+
+
+def _series_tokenizer(series: Any) -> Any:
+    load = getattr(series, "load_tokenizer", None)
+    if callable(load):
+        return load()
+    tok = getattr(series, "tokenizer", None)
+    if tok is None:
+        raise ValueError("the checkpoint series has no tokenizer; pass tokenizer=...")
+    return tok
+
+
+def working_language(model_or_series: Any, suite: Suite | str, *, tokenizer: Any = None, seed: int = 0,
+                     limit: int | None = None, identifiers: Sequence[str] | None = None, exclude_last: int | None = None, filter_generated: bool = False,
+                     batch_size: int = 16, add_bos: bool = False, device: str | torch.device | None = None):
+    """Run :class:`WorkingLanguageProbe` on one model or every checkpoint of a series.
+
+    Returns a DataFrame with columns ``checkpoint, step, language, identifier, layer, metric, value, n``
+    (``checkpoint``/``step`` are None for a single model).  A single model needs ``tokenizer``
+    (or a :class:`~lensprobe.adapters.LoadedModel`, whose tokenizer is used).
+    """
+    import pandas as pd
+
+    from lensprobe.engine import run_probes
+
+    probe_kwargs = dict(seed=seed, limit=limit, identifiers=identifiers, exclude_last=exclude_last, filter_generated=filter_generated,
+                        batch_size=batch_size, add_bos=add_bos)
+    suite = load_suite(suite)
+    if not _is_series(model_or_series):
+        tok = tokenizer if tokenizer is not None else getattr(model_or_series, "tokenizer", None)
+        if tok is None:
+            raise ValueError("working_language on a single model needs tokenizer=...")
+        probe = WorkingLanguageProbe(suite, **probe_kwargs)
+        rows = run_probes(model_or_series, [probe], tokenizer=tok, device=device)
+        name = getattr(getattr(model_or_series, "config", None), "name_or_path", None) or None
+        return _rows_to_frame(rows, name, None)
+    frames = []
+    tok = tokenizer
+    for ckpt, model in model_or_series.iter_models():
+        if tok is None:
+            tok = _series_tokenizer(model_or_series)
+        probe = WorkingLanguageProbe(suite, **probe_kwargs)
+        rows = run_probes(model, [probe], tokenizer=tok, device=device)
+        frames.append(_rows_to_frame(rows, getattr(ckpt, "name", str(ckpt)), getattr(ckpt, "step", None)))
+    if not frames:
+        return pd.DataFrame(columns=_TABLE_COLUMNS)
+    return pd.concat(frames, ignore_index=True)

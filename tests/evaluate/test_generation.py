@@ -1,0 +1,99 @@
+"""Generation on a tiny random model: stop truncation, left padding, n samples, seeded sampling; the probe."""
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from lensprobe.evaluate.datasets import Problem
+from lensprobe.evaluate.generation import StopSpec, generate_completions, stop_spec
+from lensprobe.probe import CHECKPOINT_COLUMNS, ROW_COLUMNS
+from lensprobe.testing import tiny_model
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model("llama", vocab_size=259, seed=3, max_position_embeddings=512)
+
+
+def _problems(n: int = 4, stop_tokens=()) -> list[Problem]:
+    bodies = ["def add(a, b):\n", "<?php\nfunction f($x) {\n", "x = [1, 2,", "func Foo() int {\n    return"]
+    return [Problem(f"T/{i}", "multipl-e", "python", bodies[i % 4] * (1 + i), "", stop_tokens=tuple(stop_tokens))
+            for i in range(n)]
+
+
+def test_stop_spec_truncation_rules():
+    assert StopSpec(("\ndef ", "\n#")).truncate("  return 1\n# c\ndef g") == ("  return 1", True)
+    assert StopSpec((), keep=("\n}",)).truncate("  return 1;\n}\n\nint main") == ("  return 1;\n}", True)
+    assert StopSpec(("\nx",)).truncate("abc") == ("abc", False)
+    cs = Problem("C/1", "mxeval", "csharp", "class P {\n        public static int F() \n        {\n", "")
+    assert stop_spec(cs).truncate("            return 1;\n        }\n    }\n") == ("            return 1;\n        }", True)
+    me = Problem("HumanEval_1", "multipl-e", "php", "<?php\n", "", stop_tokens=("\nfunction",))
+    assert stop_spec(me).sequences == ("\nfunction",)
+
+
+def test_left_padded_batch_equals_unbatched_greedy(model, tokenizer):
+    probs = _problems(4)
+    batched = generate_completions(model, tokenizer, probs, max_new_tokens=12, batch_size=4)
+    single = [generate_completions(model, tokenizer, [p], max_new_tokens=12, batch_size=1)[0] for p in probs]
+    assert [b["completion"] for b in batched] == [s["completion"] for s in single]
+    # the unbatched reference computed by hand: argmax of a plain forward pass, token by token
+    ids = tokenizer(probs[2].prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        for _ in range(12):
+            nxt = model(ids).logits[0, -1].argmax()
+            ids = torch.cat([ids, nxt.view(1, 1)], dim=1)
+    manual = tokenizer.decode(ids[0].tolist())[len(probs[2].prompt):]
+    assert batched[2]["completion"] == manual
+
+
+def test_stop_sequence_truncates_and_stops_early(model, tokenizer):
+    probs = _problems(3)
+    free = generate_completions(model, tokenizer, probs, max_new_tokens=16, batch_size=3)
+    text = free[1]["completion"]
+    assert len(text) >= 6
+    stop = text[3:5]  # a stop sequence that the model is known to produce at offset >= 3
+    cut = text.find(stop)
+    stopped_probs = [dataclasses.replace(p, stop_tokens=(stop,)) for p in probs]
+    out = generate_completions(model, tokenizer, stopped_probs, max_new_tokens=16, batch_size=3)
+    assert out[1]["completion"] == text[:cut] and out[1]["stopped"]
+    for o, f in zip(out, free):  # every row is a prefix of its free-running text
+        assert f["completion"].startswith(o["completion"])
+
+
+def test_n_samples_and_seed_determinism(model, tokenizer):
+    probs = _problems(2)
+    a = generate_completions(model, tokenizer, probs, n=3, temperature=1.0, max_new_tokens=8, batch_size=4, seed=7)
+    b = generate_completions(model, tokenizer, probs, n=3, temperature=1.0, max_new_tokens=8, batch_size=4, seed=7)
+    c = generate_completions(model, tokenizer, probs, n=3, temperature=1.0, max_new_tokens=8, batch_size=4, seed=8)
+    assert [(x["task_id"], x["completion_id"]) for x in a] == [(p.task_id, j) for p in probs for j in range(3)]
+    assert a == b
+    assert [x["completion"] for x in a] != [x["completion"] for x in c]
+    assert len({x["completion"] for x in a}) > 1  # temperature 1 on a random model: samples differ
+    with pytest.raises(ValueError, match="greedy"):
+        generate_completions(model, tokenizer, probs, n=2)
+
+
+def test_eval_probe_over_a_series_gives_rows(model, tokenizer):
+    from lensprobe.evaluate.probe import evaluate_checkpoints
+
+    probs = [Problem("X/1", "mxeval", "python", "def one():\n", "\ndef check(c):\n    assert c() == 1\n", "one")]
+    other = tiny_model("llama", vocab_size=259, seed=4, max_position_embeddings=512)
+
+    class Series:
+        run = "toy"
+
+        def iter_models(self):
+            yield SimpleNamespace(name="step1", step=1, tokens=100), model
+            yield SimpleNamespace(name="step2", step=2, tokens=200), other
+
+    table = evaluate_checkpoints(Series(), {"python": probs}, tokenizer=tokenizer, max_new_tokens=4, workers=1)
+    assert list(table.columns) == list(CHECKPOINT_COLUMNS + ROW_COLUMNS)
+    assert table["checkpoint"].tolist() == ["step1", "step2"]
+    assert set(table["probe"]) == {"eval"} and set(table["metric"]) == {"pass@1"}
+    # a random model cannot write `    return 1`: its completion fails
+    assert table["value"].tolist() == [0.0, 0.0] and table["n"].tolist() == [1, 1]

@@ -1,0 +1,63 @@
+"""Tokenizer identity across a series."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lensprobe.checkpoints import (CheckpointSeries, CheckpointWarning, TokenizerMismatchError,
+                                   tokenizer_hash)
+
+
+def test_same_tokenizer_passes_and_a_different_one_is_named(tmp_path, tools, tokenizer):
+    run = tools.build_run(tmp_path / "run", "gpt2", [1, 2, 3], tokenizer=tokenizer)
+    assert CheckpointSeries(run).check_tokenizers() is True
+    other = tools.make_tokenizer(variant=1)
+    other.save_pretrained(run / "checkpoint-3")
+    series = CheckpointSeries(run)
+    with pytest.raises(TokenizerMismatchError, match=r"tokenizer files differ.*checkpoint-1, checkpoint-2 \| "
+                                                     r"[0-9a-f]+: checkpoint-3"):
+        series.check_tokenizers()
+    with pytest.warns(CheckpointWarning, match="tokenizer differs"):
+        assert series.check_tokenizers(warn_only=True) is False
+    with pytest.raises(TokenizerMismatchError):  # iteration refuses a mixed series by default
+        next(series.iter_models())
+    assert len(list(series.iter_models(check_tokenizers=False, check_lens=False))) == 3
+
+
+def test_volatile_keys_and_formatting_do_not_change_the_hash(tmp_path, tokenizer):
+    a, b = tmp_path / "a", tmp_path / "b"
+    tokenizer.save_pretrained(a)
+    tokenizer.save_pretrained(b)
+    cfg = json.loads((b / "tokenizer_config.json").read_text())
+    cfg.update(name_or_path="/somewhere/else", transformers_version="4.0", tokenizer_class="PreTrainedTokenizerFast")
+    (b / "tokenizer_config.json").write_text(json.dumps(cfg))
+    tok = json.loads((b / "tokenizer.json").read_text())
+    (b / "tokenizer.json").write_text(json.dumps(tok, indent=7))
+    assert tokenizer_hash(a) == tokenizer_hash(b)
+    cfg["eos_token"] = "<pad>"  # a real change
+    (b / "tokenizer_config.json").write_text(json.dumps(cfg))
+    assert tokenizer_hash(a) != tokenizer_hash(b)
+
+
+def test_checkpoints_without_tokenizer_inherit_the_runs(tmp_path, tools, tokenizer):
+    run = tools.build_run(tmp_path / "run", "gpt2", [1, 2], tokenizer=tokenizer)
+    for f in (run / "checkpoint-2").glob("tokenizer*"):
+        f.unlink()
+    tokenizer.save_pretrained(run)  # the run-level tokenizer
+    series = CheckpointSeries(run)
+    first, second = series
+    assert not first.tokenizer_inherited and second.tokenizer_inherited
+    assert second.tokenizer_path == run and second.tokenizer_hash == first.tokenizer_hash
+    assert series.check_tokenizers()
+    tok = series.load_tokenizer()
+    assert tok("w1 w2").input_ids == tokenizer("w1 w2").input_ids
+
+
+def test_recorded_tokenizer_hash_in_metadata_is_compared(tmp_path, tools, tokenizer):
+    run = tools.build_run(tmp_path / "run", "gpt2", [1, 2], tokenizer=tokenizer)
+    meta = json.loads((run / "checkpoint-2" / "checkpoint.json").read_text())
+    meta["tokenizer_hash"] = "tok-v2"
+    (run / "checkpoint-2" / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(TokenizerMismatchError, match="checkpoint.json tokenizer_hash differ.*tok-v2: checkpoint-2"):
+        CheckpointSeries(run).check_tokenizers()
