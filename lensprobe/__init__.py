@@ -38,6 +38,7 @@ _EXPORTS: dict[str, str] = {
     "block_hook_points": "lensprobe.engine",
     "neuron_hook_points": "lensprobe.engine",
     "CheckpointSeries": "lensprobe.checkpoints",
+    "CheckpointInfo": "lensprobe.checkpoints",
     "logit_lens": "lensprobe.lens",
     "LogitLensResult": "lensprobe.lens",
     "run_probes": "lensprobe.engine",

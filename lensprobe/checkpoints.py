@@ -20,7 +20,6 @@ next checkpoint read in a background thread while the caller works on the curren
 from __future__ import annotations
 
 import concurrent.futures
-import dataclasses
 import hashlib
 import json
 import math
@@ -50,6 +49,7 @@ __all__ = [
     "parse_token_count",
     "weight_hash",
     "tokenizer_hash",
+    "has_tokenizer",
     "read_safetensors_header",
     "load_loss_log",
     "load_val_log",
@@ -374,18 +374,34 @@ def load_loss_log(path: str | Path) -> "pd.DataFrame":
     import pandas as pd
 
     path = Path(path)
-    records = []
+    records, languages = [], set()
     for row in _read_jsonl(path):
         rec = {k: v for k, v in row.items() if k != "loss_by_language"}
-        for lang, value in (row.get("loss_by_language") or {}).items():
+        by_lang = row.get("loss_by_language") or {}
+        if not isinstance(by_lang, dict):
+            raise CheckpointError(f"{path}: step {row['step']}: 'loss_by_language' must be an object")
+        for lang, value in by_lang.items():
             rec[f"loss_{lang}"] = value
+            languages.add(str(lang))
         records.append(rec)
     df = pd.DataFrame.from_records(records)
     if df.empty:
-        return pd.DataFrame({"step": pd.Series(dtype="int64"), "loss": pd.Series(dtype="float64")})
-    df["step"] = df["step"].astype("int64")
-    df = df.drop_duplicates("step", keep="last").sort_values("step", kind="stable")
-    return df.reset_index(drop=True)
+        df = pd.DataFrame({"step": pd.Series(dtype="int64"), "loss": pd.Series(dtype="float64")})
+    else:
+        df["step"] = _int_steps(df["step"], path)
+        df = df.drop_duplicates("step", keep="last").sort_values("step", kind="stable").reset_index(drop=True)
+    df.attrs["languages"] = sorted(languages)
+    return df
+
+
+def _int_steps(steps: "pd.Series", path: Path) -> "pd.Series":
+    import pandas as pd
+
+    numeric = pd.to_numeric(steps, errors="coerce")
+    bad = steps[numeric.isna() | (numeric != numeric.round())]
+    if len(bad):
+        raise CheckpointError(f"{path}: 'step' must be an integer, got {bad.iloc[0]!r}")
+    return numeric.astype("int64")
 
 
 def load_val_log(path: str | Path) -> "pd.DataFrame":
@@ -397,9 +413,9 @@ def load_val_log(path: str | Path) -> "pd.DataFrame":
     if df.empty:
         return pd.DataFrame({"step": pd.Series(dtype="int64"), "language": pd.Series(dtype=object),
                              "loss": pd.Series(dtype="float64")})
-    if "language" not in df:
+    if "language" not in df or df["language"].isna().any():
         raise CheckpointError(f"{path}: validation log rows need a 'language' field")
-    df["step"] = df["step"].astype("int64")
+    df["step"] = _int_steps(df["step"], path)
     df = df.drop_duplicates(["step", "language"], keep="last")
     return df.sort_values(["step", "language"], kind="stable").reset_index(drop=True)
 
@@ -982,8 +998,8 @@ class CheckpointSeries:
                     row = at.iloc[-1]
                     info.train_loss = float(row["loss"]) if "loss" in row and row["loss"] == row["loss"] else math.nan
                     info.train_loss_by_language = {
-                        c[len("loss_"):]: float(row[c]) for c in df.columns
-                        if c.startswith("loss_") and row[c] == row[c]}
+                        lang: float(row[f"loss_{lang}"]) for lang in df.attrs.get("languages", [])
+                        if row[f"loss_{lang}"] == row[f"loss_{lang}"]}
                     if info.tokens is None and "tokens" in row and row["tokens"] == row["tokens"]:
                         info.tokens, info.tokens_source = int(row["tokens"]), "loss_log"
                 window = df[(df["step"] > info.step - self.loss_window) & (df["step"] <= info.step)]
@@ -1206,12 +1222,16 @@ class CheckpointSeries:
 
         The first checkpoint is loaded with :func:`lensprobe.adapters.load_model` (building the
         architecture; the logit lens is verified when ``check_lens`` is True/"first"/"every");
-        every later one is copied into the same parameters with :func:`load_state_dict_in_place`
-        (strict keys, tied embeddings re-tied; "every" re-verifies the lens each time). The model
-        object is the same at every step: copy what you need before advancing.
+        every later one is loaded into the same parameters with :func:`load_state_dict_in_place`
+        (strict keys, tied embeddings re-tied; "every" re-verifies the lens each time). On CPU a
+        parameter adopts the read tensor as its storage when the dtype matches (no copy), else
+        values are cast and copied. The model object, its modules and Parameter objects are the
+        same at every step (hooks registered once keep working): copy what you need before
+        advancing.
 
-        ``prefetch``: read the next checkpoint's tensors (and hash them) in a background thread
-        while the caller works on the current one; costs one extra state dict of host memory.
+        ``prefetch``: read the next checkpoint's tensors into memory (in ``dtype``; and hash them
+        if needed) in a background thread while the caller works on the current one; costs one
+        extra state dict of host memory. Without it, tensors are memory-mapped and read lazily.
         ``on_arch_change``: a checkpoint whose config differs from the resident one in anything
         but volatile keys raises :class:`ArchitectureMismatchError` ("error", the default: within
         one run the architecture is constant, so a difference means a foreign directory) or

@@ -22,6 +22,7 @@ import os
 import random
 import re
 import string
+import types
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -32,7 +33,8 @@ import yaml
 __all__ = [
     "CURSOR", "ENTRY_POINT_GROUP", "ENV_VAR", "MIN_DISTINCT_PROMPTS", "Suite", "SuiteError", "SuiteItem",
     "Template", "IdentifierSpec", "TokenSets", "ValidationIssue", "ValidationReport", "list_suites",
-    "load_suite", "validate_suite", "split_form", "first_token_ids", "encode_text",
+    "load_suite", "validate_suite", "resolve_suite_path", "split_form", "token_texts", "first_token_ids",
+    "encode_text",
 ]
 
 #: The cursor marker: the prompt is the rendered template text before it.
@@ -717,8 +719,9 @@ def _entry_point_files() -> dict[str, Path]:
 
             warnings.warn(f"cannot load suite entry point {ep.name!r} ({ep.value}): {exc}", stacklevel=2)
             continue
-        if hasattr(obj, "__spec__") and hasattr(obj, "__name__") and not callable(obj):
-            target = Path(str(resources.files(obj.__name__)))
+        if isinstance(obj, types.ModuleType):
+            target = Path(obj.__file__).parent if getattr(obj, "__file__", None) else \
+                Path(str(resources.files(obj.__name__)))
         else:
             target = Path(obj() if callable(obj) else obj)
         if target.is_dir():

@@ -58,7 +58,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from .train import train
 
-    command = shlex.join([sys.executable, *sys.argv])
+    command = shlex.join(["lensprobe", "pretrain", args.recipe, "--out", args.out,
+                          *[x for o in args.overrides for x in ("--set", o)],
+                          *(["--mixture", args.mixture] if args.mixture else [])])
     try:
         result = train(cfg, args.out, command=command, stop_after=args.stop_after)
     except ConfigError as exc:

@@ -76,22 +76,31 @@ def prepare_data(cfg: PretrainConfig, out: Path, *, is_main: bool = True, wait: 
         tok_source = Path(cfg.tokenizer.path)
     else:
         tok_source = tok_dir
+    def corpus():
+        try:
+            return open_corpus(cfg.data.corpus, languages=cfg.data.languages)
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"data.corpus: {exc}") from exc
+
     if is_main:
-        corpus = None
+        source = None
         if tok_source == tok_dir and not (tok_dir / "tokenizer.json").is_file():
-            corpus = open_corpus(cfg.data.corpus, languages=cfg.data.languages)
+            source = corpus()
             with atomic_directory(tok_dir, overwrite=True) as tmp:
-                train_tokenizer(corpus, languages=cfg.data.languages, vocab_size=cfg.tokenizer.vocab_size,
+                train_tokenizer(source, languages=cfg.data.languages, vocab_size=cfg.tokenizer.vocab_size,
                                 sample_bytes_per_language=cfg.tokenizer.sample_bytes_per_language,
                                 seed=cfg.seed, out_dir=tmp)
         tokenizer = load_tokenizer(tok_source)
         thash = tokenizer_hash(tokenizer)
         if not _store_matches(tokens_dir, thash, cfg):
-            corpus = corpus or open_corpus(cfg.data.corpus, languages=cfg.data.languages)
-            with atomic_directory(tokens_dir, overwrite=True) as tmp:
-                tokenize_corpus(corpus, tokenizer, tmp, tokens_per_language=budgets,
-                                validation_tokens_per_language=cfg.data.validation_tokens,
-                                filters=cfg.data.filters)
+            source = source or corpus()
+            try:
+                with atomic_directory(tokens_dir, overwrite=True) as tmp:
+                    tokenize_corpus(source, tokenizer, tmp, tokens_per_language=budgets,
+                                    validation_tokens_per_language=cfg.data.validation_tokens,
+                                    filters=cfg.data.filters)
+            except ValueError as exc:
+                raise ConfigError(f"data: {exc}") from exc
     wait()
     tokenizer = load_tokenizer(tok_source)
     thash = tokenizer_hash(tokenizer)
@@ -119,7 +128,17 @@ def _store_matches(tokens_dir: Path, thash: str, cfg: PretrainConfig) -> bool:
         store = TokenStore(tokens_dir)
     except Exception:  # noqa: BLE001 - an unreadable store is rebuilt
         return False
-    return store.tokenizer_hash == thash and set(cfg.data.languages) <= set(store.languages)
+    if store.tokenizer_hash != thash:
+        return False
+    for lang, budget in config_mod.budgets(cfg).items():
+        info = store.manifest.languages.get(lang)
+        if info is None:
+            return False
+        if not (info.exhausted or info.requested_tokens is None or info.requested_tokens >= budget):
+            return False         # tokenized for a smaller budget: tokenize again
+        if info.validation.tokens < cfg.data.validation_tokens and not info.exhausted:
+            return False
+    return True
 
 
 def _check_repetition(cfg: PretrainConfig, store: Any, budgets: dict[str, int]) -> None:
@@ -417,13 +436,14 @@ def train(cfg: PretrainConfig, out: str | Path, *, command: str | None = None, d
             by_lang: dict[str, list[float]] = {}
             for lang, value in zip(languages, row_loss.tolist()):
                 by_lang.setdefault(lang, []).append(value)
-                tokens_by_language[lang] = tokens_by_language.get(lang, 0) + context
+                # a row consumes context + 1 tokens of its language's budget (the mixture's windows)
+                tokens_by_language[lang] = tokens_by_language.get(lang, 0) + context + 1
             if main:
                 append_log(out / "loss.jsonl", {
                     "step": step, "loss": float(row_loss.mean()),
                     "loss_by_language": {k: sum(v) / len(v) for k, v in sorted(by_lang.items())},
                     "lr": lr, "grad_norm": None if grad_norm is None else float(grad_norm),
-                    "tokens": tokens_total(), "tokens_per_s": batch_size * context / elapsed})
+                    "tokens": tokens_total(), "tokens_per_s": batch_size * (context + 1) / elapsed})
             if step in snaps:
                 snapshot(step, lr)
             stopping = stop.set or (stop_after is not None and step >= stop_after)

@@ -14,7 +14,7 @@
 # pretrain.corpora.FileCorpus gives every document the licence of the longest matching "path".
 #
 # Sources (Debian bookworm names; check others with `apt-cache search`):
-#   python : python3.11 (stdlib, /usr/lib/python3.11) + libpython3.11-testsuite (its tests)
+#   python : libpython3.11-stdlib (stdlib, /usr/lib/python3.11) + libpython3.11-testsuite (tests)
 #   go     : golang-1.19-src (/usr/lib/go-1.19/src)
 #   cpp    : libstdc++-12-dev (/usr/include/c++/12) + libboost1.74-dev (/usr/include/boost)
 #   php    : php-symfony-* components (/usr/share/php/Symfony)
@@ -58,14 +58,18 @@ copyright_of() {
   echo ""
 }
 
-# Licence names of a DEP-5 copyright file ("License:" fields), or the first line that names one.
+# Licence names: the short names of the "License:" fields of a machine-readable (DEP-5)
+# copyright file, otherwise the well-known licence names the text mentions.
 licence_of() {
-  local file=$1
-  if [ -z "$file" ]; then echo "unknown"; return; fi
-  local names
-  names=$(grep -E '^License:' "$file" | sed -E 's/^License:[[:space:]]*//' | sed -E 's/[[:space:]]+$//' | sort -u | paste -sd ';' - || true)
+  local file=$1 names=""
+  if [ -z "$file" ] || [ ! -f "$file" ]; then echo "unknown"; return; fi
+  if head -1 "$file" | grep -q '^Format:'; then
+    names=$(grep -E '^License:[[:space:]]*[^[:space:]]' "$file" | sed -E 's/^License:[[:space:]]*//; s/[[:space:]]+$//' \
+            | awk 'NF <= 4' | sort -u | paste -sd ';' - || true)
+  fi
   if [ -z "$names" ]; then
-    names=$(grep -oiE '(GNU (Lesser |Library )?General Public License[^.]*|GPL[- ]?[0-9.]+|LGPL[- ]?[0-9.]+|Apache[- ]License[^.]*|MIT|BSD[^ ,.]*|Boost Software License[^.]*|PSF[^ ,.]*|Python Software Foundation License)' "$file" | sort -u | head -5 | paste -sd ';' - || true)
+    names=$(grep -oE 'Python Software Foundation License|PSF[- ]?(License|2(\.0)?)|GNU (Lesser |Library )?General Public License|(L)?GPL-?[0-9.]+\+?|Apache License,? (Version )?2\.0|Apache-2\.0|MIT|BSD-[0-9]-[Cc]lause|Boost Software License|BSL-1\.0|GCC Runtime Library Exception|X11|Zlib|PSF LICENSE AGREEMENT|PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2' "$file" \
+            | sed -E 's/\.$//; s/^(PSF LICENSE AGREEMENT|PYTHON SOFTWARE FOUNDATION LICENSE VERSION 2)$/PSF-2.0/' | sort -u | paste -sd ';' - || true)
   fi
   echo "${names:-see copyright file}"
 }
@@ -74,8 +78,14 @@ licence_of() {
 copy_tree() {
   local pkg=$1 lang=$2 src=$3; shift 3
   if [ ! -d "$src" ]; then log "skip $pkg: $src not found"; return; fi
+  if ! dpkg -s "$pkg" >/dev/null 2>&1; then log "skip $pkg: not installed"; return; fi
   local dest="$OUT/$lang/$pkg"
   mkdir -p "$dest"
+  if [ "$lang" != cpp ]; then  # plain copy, keeping the tree
+    (cd "$src" && find . -type f \( "$@" \) -print0 | xargs -0 -r cp --parents -t "$dest")
+    record "$pkg" "$lang" "$dest"
+    return
+  fi
   (cd "$src" && find . -type f \( "$@" \) -print0) | while IFS= read -r -d '' rel; do
     local target="$dest/${rel#./}"
     case $lang in
@@ -104,7 +114,7 @@ record() {
 install_packages
 
 # Python: the standard library and its test suite (same source package, PSF licence).
-copy_tree "python$PY" python "/usr/lib/python$PY" -name '*.py' -not -path './test/*' -not -path './site-packages/*' -not -path './dist-packages/*'
+copy_tree "libpython$PY-stdlib" python "/usr/lib/python$PY" -name '*.py' -not -path './test/*' -not -path './site-packages/*' -not -path './dist-packages/*'
 copy_tree "libpython$PY-testsuite" python "/usr/lib/python$PY/test" -name '*.py'
 
 # Go: the standard library sources (testdata is data, not idiomatic code).

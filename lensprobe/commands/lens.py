@@ -65,10 +65,16 @@ def run(args: argparse.Namespace) -> int:
         from lensprobe.commands.probes import load_tokenizer
 
         tokenizer = load_tokenizer(args.tokenizer)
-    df = working_language(series, suite, tokenizer=tokenizer, seed=args.seed, limit=args.limit,
-                          identifiers=args.identifier,
-                          exclude_last=args.exclude_last, filter_generated=args.filter_generated,
-                          batch_size=args.batch_size, add_bos=args.bos, device=args.device)
+    try:
+        if args.identifier:
+            suite.render(limit=1, identifiers=args.identifier)  # unknown ids fail before any model loads
+        df = working_language(series, suite, tokenizer=tokenizer, seed=args.seed, limit=args.limit,
+                              identifiers=args.identifier,
+                              exclude_last=args.exclude_last, filter_generated=args.filter_generated,
+                              batch_size=args.batch_size, add_bos=args.bos, device=args.device)
+    except (KeyError, ValueError, CheckpointError) as exc:
+        print(f"error: {path}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+        return 2
     _write_table(df, out)
     summary = df[(df["identifier"].isna()) & (df["metric"].isin(["eq1_python_share", "final_accuracy"]))]
     if not summary.empty:

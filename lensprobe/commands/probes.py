@@ -35,6 +35,14 @@ def _validate(args: argparse.Namespace) -> int:
     except Exception as exc:  # noqa: BLE001 - any load failure is a user error here
         print(f"error: cannot load tokenizer {args.tokenizer}: {exc}", file=sys.stderr)
         return 2
+    from lensprobe.suites import resolve_suite_path
+
+    for target in args.files:
+        try:
+            resolve_suite_path(target, search_path=args.suites_dir)
+        except (KeyError, FileNotFoundError) as exc:
+            print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
+            return 2
     failed = False
     for target in args.files:
         report = validate_suite(target, tokenizer=tokenizer, search_path=args.suites_dir)

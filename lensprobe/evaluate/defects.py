@@ -15,7 +15,23 @@ UNPASSABLE: dict[tuple[str, str], dict[str, str]] = {
     ("mxeval", "go"): {"HumanEval_go/12": "the test does not compile (nil expected value)"},
 }
 
-BAD_CANONICAL: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def _load_bad_canonical() -> dict[tuple[str, str], dict[str, str]]:
+    """``bad_canonical.txt``: ``family<TAB>language<TAB>task_id<TAB>status`` (measured, see docs)."""
+    from importlib import resources
+
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    text = (resources.files("lensprobe.evaluate") / "bad_canonical.txt").read_text()
+    for line in text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        family, language, task_id, status = line.split("\t")
+        out.setdefault((family, language), {})[task_id] = f"dataset canonical solution fails ({status})"
+    return out
+
+
+BAD_CANONICAL: dict[tuple[str, str], dict[str, str]] = _load_bad_canonical()
 
 
 def unpassable(family: str, language: str) -> dict[str, str]:

@@ -52,7 +52,12 @@ class Law:
         missing = [p for p in self.param_names if p not in params]
         if missing:
             raise ValueError(f"{self.name}: initial values lack parameter(s) {missing}")
-        return self.from_natural(np.array([float(params[p]) for p in self.param_names]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            theta = self.from_natural(np.array([float(params[p]) for p in self.param_names]))
+        bad = [n for n, t in zip(self.param_names, theta) if not np.isfinite(t)]
+        if bad:
+            raise ValueError(f"{self.name}: initial value(s) out of the law's domain for {bad} (must be positive)")
+        return theta
 
 
 _REGISTRY: dict[str, Callable[..., Law]] = {}
@@ -118,30 +123,39 @@ def _chinchilla(x, **_):
 
 
 @register_law("mixing_exp")
-def _mixing_exp(x, **_):
+def _mixing_exp(x, *, sign: int = 1, **_):
+    """``sign=-1`` gives c - k·exp(...) (a score that saturates upward, e.g. accuracy)."""
     x = _need("mixing_exp", x)
+    if sign not in (1, -1):
+        raise ValueError(f"mixing_exp: sign must be 1 or -1, got {sign!r}")
     m = len(x)
 
     def predict(th, X):
-        return th[0] + np.exp(th[1] + X @ th[2:])
+        return th[0] + sign * np.exp(th[1] + X @ th[2:])
 
     def jac(th, X):
-        e = np.exp(th[1] + X @ th[2:])
+        e = sign * np.exp(th[1] + X @ th[2:])
         return np.column_stack([np.ones_like(e), e, e[:, None] * X])
 
     def init_box(X, y):
-        ymin = float(np.min(y))
-        lo = np.concatenate([[0.0, math.log(max(ymin, 1e-6)) - 3], np.full(m, -4.0)])
-        hi = np.concatenate([[max(ymin, 1e-6), math.log(max(float(np.max(y)), 1e-6)) + 1], np.full(m, 4.0)])
+        ymin, ymax = float(np.min(y)), float(np.max(y))
+        span = max(ymax - ymin, 1e-6)
+        if sign > 0:
+            c_lo, c_hi = 0.0, max(ymin, 1e-6)
+        else:
+            c_lo, c_hi = ymax, ymax + span
+        lo = np.concatenate([[c_lo, math.log(span) - 3], np.full(m, -4.0)])
+        hi = np.concatenate([[c_hi, math.log(max(abs(ymax), span)) + 1], np.full(m, 4.0)])
         return lo, hi
 
     return Law(
-        name="mixing_exp", formula="L = c + k·exp(sum_j t_j r_j)", x=x,
+        name="mixing_exp", formula="L = c + k·exp(sum_j t_j r_j)" if sign > 0 else "S = c - k·exp(sum_j t_j r_j)", x=x,
         theta_names=("c", "log_k") + tuple(f"t_{c}" for c in x), param_names=("c", "k") + tuple(f"t_{c}" for c in x),
         predict=predict, jacobian=jac,
         to_natural=lambda th: np.concatenate([[th[0], np.exp(th[1])], th[2:]]),
         from_natural=lambda p: np.concatenate([[p[0], np.log(p[1])], p[2:]]),
-        init_box=init_box, bounds=((0.0, INF), (-30, 30)) + ((-50.0, 50.0),) * m,
+        init_box=init_box, bounds=((0.0 if sign > 0 else -INF, INF), (-30, 30)) + ((-50.0, 50.0),) * m,
+        positive=sign > 0, options={"sign": sign},
     )
 
 

@@ -17,6 +17,8 @@ import yaml
 
 from lensprobe._io import atomic_write_text
 
+from .babel import parse_tokens
+
 __all__ = ["write_mixture", "read_mixture", "LANGUAGES"]
 
 LANGUAGES = ("python", "php", "csharp", "go", "cpp")
@@ -59,7 +61,9 @@ def read_mixture(path) -> dict:
         raise ValueError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(doc, dict) or "tokens" not in doc:
         raise ValueError(f"{path}: a mixture file needs a top-level 'tokens' mapping")
-    unknown = set(doc) - {"tokens", "source", "notes"}
-    if unknown:
-        raise ValueError(f"{path}: unknown field(s) {sorted(unknown)} (allowed: tokens, source, notes)")
-    return {"tokens": _validate(doc["tokens"], str(path)), "source": doc.get("source"), "notes": doc.get("notes")}
+    tokens = doc["tokens"]
+    if isinstance(tokens, Mapping):  # "5B"-style strings are accepted, as `lensprobe pretrain` does
+        tokens = {k: (parse_tokens(v) if isinstance(v, str) else v) for k, v in tokens.items()}
+    out = {"tokens": _validate(tokens, str(path)), "source": doc.get("source"), "notes": doc.get("notes")}
+    out.update({k: v for k, v in doc.items() if k not in out})  # other keys are free-form
+    return out

@@ -49,7 +49,7 @@ METRICS: dict[str, str] = {
     "final_target_rank": "median over all prompts of the best 1-based rank of a target-set token at the final layer",
     "n_prompts": "prompts rendered (identifier rows) / prompts of included identifiers (suite row)",
     "n_kept": "prompts kept by the filter (all prompts when filter_generated is off)",
-    "excluded_collision": "1 for an identifier whose target and Python token sets share a token (not probed)",
+    "excluded_collision": "1 for an identifier not probed: its target and Python token sets share a token (or one is empty)",
     "n_excluded_collisions": "suite row: number of identifiers excluded for colliding token sets",
     "n_identifiers": "suite row: number of identifiers probed",
     "exclude_last": "suite row: the number of final layers left out of Eq.1",

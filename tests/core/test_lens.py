@@ -275,3 +275,5 @@ def test_nnsight_backend_agrees(model_type):
         assert torch.allclose(getattr(a, name), getattr(b, name), atol=1e-5), name
     assert torch.equal(a.top_tokens, b.top_tokens) and torch.equal(a.token_ranks, b.token_ranks)
     assert isinstance(b, LogitLensResult)
+    # nnsight's per-module forward controllers are removed again: the model is left as it was
+    assert not [name for name, mod in model.named_modules() if "forward" in mod.__dict__]

@@ -37,7 +37,7 @@ def problems(draw):
     return dict(langs=langs, total=total, t=t, avail=avail, epochs=epochs, mins=mins, support=support, anchor=anchor)
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(problems())
 def test_allocation_respects_every_constraint(pb):
     langs, T = pb["langs"], pb["total"]
@@ -79,7 +79,7 @@ def test_allocation_respects_every_constraint(pb):
     assert res.predicted <= best_random + 1e-6
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(st.lists(st.floats(-2, 2), min_size=2, max_size=6), st.data())
 def test_projection_is_feasible_and_idempotent(q, data):
     k = len(q)

@@ -137,3 +137,47 @@ def test_synergy_matrix_and_tau():
     assert tau.shape == (2, 2) and tau[0, 1] == tau[1, 0] == pytest.approx(1.0) and tau[0, 0] == 0
     with pytest.raises(ValueError, match="baseline"):
         synergy_matrix(df[df.partner != df.language])
+
+
+def test_mixing_exp_score_form_and_mixture_file_validation(tmp_path):
+    from lensprobe.fit import read_mixture, write_mixture
+
+    rng = np.random.default_rng(2)
+    r = rng.uniform(0, 0.6, size=(80, 2))
+    score = 0.8 - 0.5 * np.exp(r @ np.array([-2.0, -0.5])) + rng.normal(0, 0.002, 80)
+    df = pd.DataFrame(r, columns=["php", "go"]).assign(acc=score)
+    fit = fit_law("mixing_exp", df, x=["php", "go"], y="acc", sign=-1, n_starts=8)
+    assert fit.space == "linear"
+    assert fit.params["c"] == pytest.approx(0.8, abs=0.02) and fit.params["t_php"] == pytest.approx(-2.0, abs=0.15)
+
+    good = write_mixture(tmp_path / "m.yaml", {"python": 11e9, "php": 5e9}, source="test", notes="n")
+    assert read_mixture(good) == {"tokens": {"python": 11_000_000_000, "php": 5_000_000_000}, "source": "test", "notes": "n"}
+    with pytest.raises(ValueError, match="unknown language 'rust'"):
+        write_mixture(tmp_path / "x.yaml", {"rust": 1})
+    (tmp_path / "bad.yaml").write_text("tokens: {python: -3}\n")
+    with pytest.raises(ValueError, match=r"bad.yaml: tokens\['python'\]"):
+        read_mixture(tmp_path / "bad.yaml")
+    # the file is accepted by the pretrain side (`lensprobe pretrain --mixture`)
+    from pretrain.mixture import load_mixture_file
+
+    assert load_mixture_file(good) == {"python": 11_000_000_000, "php": 5_000_000_000}
+    (tmp_path / "s.yaml").write_text("tokens: {python: 11B, php: 5B}\nextra: 1\n")
+    assert read_mixture(tmp_path / "s.yaml")["tokens"] == load_mixture_file(tmp_path / "s.yaml")
+    (tmp_path / "bad2.yaml").write_text("mixture: {python: 3}\n")
+    with pytest.raises(ValueError, match="top-level 'tokens'"):
+        read_mixture(tmp_path / "bad2.yaml")
+
+
+def test_bad_initial_values_and_law_fit_plot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lensprobe.fit import plot_law_fit
+
+    df = _chinchilla_data(seed=1)
+    with pytest.raises(ValueError, match="domain"):
+        fit_law("chinchilla", df, x=["N", "D"], init=dict(E=-1, A=1, alpha=0.3, B=1, beta=0.3))
+    f = fit_law("chinchilla", df, x=["N", "D"], n_starts=4)
+    ax = plot_law_fit(f, df)
+    offsets = ax.collections[0].get_offsets()
+    np.testing.assert_allclose(offsets[:, 1], f.predict(df))

@@ -114,3 +114,14 @@ def test_predicted_vs_actual_table():
     matplotlib.use("Agg")
     ax = res.plot()
     assert ax.get_xlabel().startswith("estimated share") and len(ax.collections) >= 3
+
+
+def test_single_aggregate_per_checkpoint_resamples_checkpoints():
+    run = synthetic_continual_run(seed=6, n_problems=1, perf_noise=0.05)
+    sweep = run.sweep.assign(identifier=None)
+    rec = recommend_tokens(BabelRun(sweep=sweep, loss_log=run.loss_log), metric="final_accuracy", eta_python=11,
+                           n_boot=100)
+    assert rec.resampled == "checkpoints"
+    assert rec.share_interval[0] <= rec.share <= rec.share_interval[1]
+    step, share, tokens = _manual(run, "php", 11.0)
+    assert rec.best_step == step and rec.tokens == pytest.approx(tokens)

@@ -1,10 +1,12 @@
 """The training loop against independent computations: a bare PyTorch loop, manual validation,
-a fresh AdamW step, and uninterrupted runs (for resume after SIGKILL / stop)."""
+a fresh AdamW step, the mixture's own token accounting, and uninterrupted runs (for resume after
+SIGKILL / stop). Data: the embedded corpus, a small trained tokenizer and the real token store."""
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,23 +17,25 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import yaml
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-import standins
-from pretrain.config import ConfigError, budgets, from_dict
+from pretrain.config import ConfigError, from_dict
 from pretrain.models import build_model
 from pretrain.snapshots import LRSchedule, list_checkpoints, list_resume_states, read_log
-from pretrain.train import train
+from pretrain.train import prepare_data, train
 
 CTX = 32
-BUDGETS = {"python": 6144, "php": 3072}          # 9216 tokens = 36 steps of 8 x 32
+W = CTX + 1                                     # tokens per row (one mixture window)
+BUDGETS = {"python": 6144, "php": 3072}          # 279 windows = 34 steps of 8 rows
+STEPS = 34
+REPO = Path(__file__).resolve().parents[2]
 
 
 def make_cfg(**over):
     data = {
-        "data": {"languages": ["python", "php"], "tokens": dict(BUDGETS), "context": CTX},
+        "data": {"languages": ["python", "php"], "tokens": dict(BUDGETS), "context": CTX, "validation_tokens": 2048},
+        "tokenizer": {"vocab_size": 512, "sample_bytes_per_language": 100_000},
         "model": {"n_layer": 2, "n_embd": 32, "n_head": 4},
         "optim": {"batch_size": 8, "warmup": 4, "lr": 3e-3},
         "snapshots": {"every": 10, "log_max": 4},
@@ -47,8 +51,24 @@ def make_cfg(**over):
     return from_dict(data)
 
 
-def data_for(cfg):
-    return standins.prepared(budgets(cfg), context=cfg.data.context, seed=cfg.seed)
+@pytest.fixture(scope="session")
+def prepared_dir(tmp_path_factory):
+    """Tokenizer + token store made once by prepare_data (the embedded corpus)."""
+    base = tmp_path_factory.mktemp("prepared")
+    prepare_data(make_cfg(), base)
+    return base
+
+
+def seed_run_dir(prepared_dir: Path, out: Path) -> None:
+    """Copy the prepared tokenizer and tokens into a run directory (prepare_data then reuses them)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer", "tokens"):
+        shutil.copytree(prepared_dir / name, out / name)
+
+
+@pytest.fixture(scope="module")
+def data_for(prepared_dir):
+    return lambda cfg: prepare_data(cfg, prepared_dir)
 
 
 def strip_timing(rows):
@@ -59,27 +79,32 @@ def weights(ckpt: Path) -> dict[str, torch.Tensor]:
     return load_file(str(ckpt / "model.safetensors"))
 
 
+def fresh_adamw(model, lr):
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    rest = [p for p in model.parameters() if p.dim() < 2]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
+                             lr=lr, betas=(0.9, 0.95))
+
+
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory):
+def full_run(tmp_path_factory, data_for):
     out = tmp_path_factory.mktemp("full") / "run"
     cfg = make_cfg()
     result = train(cfg, out, data=data_for(cfg))
     return cfg, out, result
 
 
-def test_loop_equals_bare_pytorch_loop(full_run):
+def test_loop_equals_bare_pytorch_loop(full_run, data_for):
     """Same model init, batches, AdamW groups, clipping and lr formula -> the same losses and weights."""
     cfg, out, result = full_run
     data = data_for(cfg)
-    model = build_model(cfg.model, vocab_size=len(data.tokenizer), context=CTX, seed=cfg.seed,
-                        bos_token_id=1, eos_token_id=2, pad_token_id=0)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
-                            lr=3e-3, betas=(0.9, 0.95))
-    lr = lambda s: 3e-3 * (s + 1) / 4 if s < 4 else 3e-4 + 0.5 * 2.7e-3 * (1 + math.cos(math.pi * (s - 4) / (36 - 4)))
+    tok = data.tokenizer
+    model = build_model(cfg.model, vocab_size=len(tok), context=CTX, seed=cfg.seed,
+                        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    opt = fresh_adamw(model, 3e-3)
+    lr = lambda s: 3e-3 * (s + 1) / 4 if s < 4 else 3e-4 + 0.5 * 2.7e-3 * (1 + math.cos(math.pi * (s - 4) / (STEPS - 4)))
     losses = []
-    for step in range(36):
+    for step in range(STEPS):
         x, _ = data.schedule.batch(step, batch_size=8)
         logits = model(input_ids=x[:, :-1]).logits
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1))
@@ -91,41 +116,42 @@ def test_loop_equals_bare_pytorch_loop(full_run):
         opt.zero_grad()
         losses.append(loss.item())
     log = read_log(out / "loss.jsonl")
-    assert result.total_steps == 36 and [r["step"] for r in log] == list(range(1, 37))
+    assert result.total_steps == STEPS and [r["step"] for r in log] == list(range(1, STEPS + 1))
     np.testing.assert_allclose([r["loss"] for r in log], losses, rtol=1e-5)
-    np.testing.assert_allclose([r["lr"] for r in log], [lr(s) for s in range(36)], rtol=1e-12)
-    assert log[-1]["loss"] < log[0]["loss"] - 0.5          # it learns the stand-in streams
-    final = weights(out / "checkpoint-36")
+    np.testing.assert_allclose([r["lr"] for r in log], [lr(s) for s in range(STEPS)], rtol=1e-12)
+    assert log[-1]["loss"] < log[0]["loss"] - 1.0          # it learns
+    final = weights(out / f"checkpoint-{STEPS}")
     for name, p in model.state_dict().items():
         if name in final:
             torch.testing.assert_close(final[name], p, rtol=1e-4, atol=1e-5)
 
 
-def test_snapshots_are_complete_hf_dirs_with_metadata(full_run):
+def test_snapshots_are_complete_hf_dirs_with_metadata(full_run, data_for):
     cfg, out, result = full_run
+    data = data_for(cfg)
     ckpts = list_checkpoints(out)
-    assert sorted(ckpts) == [0, 1, 2, 4, 10, 20, 30, 36]
+    assert sorted(ckpts) == [0, 1, 2, 4, 10, 20, 30, STEPS]
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]      # no temporaries left
     for step, path in ckpts.items():
         assert {"config.json", "model.safetensors", "tokenizer.json", "checkpoint.json"} <= {p.name for p in path.iterdir()}
         info = json.loads((path / "checkpoint.json").read_text())
-        assert info["step"] == step and info["tokens"] == step * 8 * CTX
-        assert sum(info["tokens_by_language"].values()) == info["tokens"]
-        assert info["tokenizer_hash"] == "standin" and info["run"] == "run"
-        assert info["lr"] == (0.0 if step == 0 else pytest.approx(LRSchedule(3e-3, 36, 4, "cosine", 0.1)(step - 1)))
-    # the sampled rows follow the budgets: every language's tokens within one batch of its budget
-    final = json.loads((ckpts[36] / "checkpoint.json").read_text())
+        assert info["step"] == step and info["tokens"] == step * 8 * W
+        # the loop's own count of rows per language equals the mixture's prefix counts
+        assert info["tokens_by_language"] == {k: v for k, v in data.schedule.tokens_seen(step, 8).items() if v} \
+            or step == 0
+        assert info["tokenizer_hash"] == data.tokenizer_hash and info["run"] == "run"
+        assert info["lr"] == (0.0 if step == 0 else pytest.approx(LRSchedule(3e-3, STEPS, 4, "cosine", 0.1)(step - 1)))
+    # the sampled rows follow the budgets: every language within one batch of its budget
+    final = json.loads((ckpts[STEPS] / "checkpoint.json").read_text())
     for lang, budget in BUDGETS.items():
-        assert abs(final["tokens_by_language"][lang] - budget) <= 8 * CTX
+        assert 0 <= budget - final["tokens_by_language"][lang] <= 8 * W
+    assert final["tokens_by_language"]["python"] == pytest.approx(2 * final["tokens_by_language"]["php"], abs=2 * W)
     log = read_log(out / "loss.jsonl")
-    seen = {lang: 0 for lang in BUDGETS}
-    for row in log:   # loss_by_language keys are the languages in that step's batch
-        assert set(row["loss_by_language"]) <= set(BUDGETS)
-    assert log[-1]["tokens"] == final["tokens"]
-    # the checkpoint's weights reload with transformers and give the logged validation loss
-    model = AutoModelForCausalLM.from_pretrained(ckpts[36])
-    data = data_for(cfg)
-    val_rows = [r for r in read_log(out / "val.jsonl") if r["step"] == 36]
+    assert log[-1]["tokens"] == final["tokens"] == sum(final["tokens_by_language"].values())
+    # the checkpoint's weights reload with transformers and give the logged validation loss and bpb
+    model = AutoModelForCausalLM.from_pretrained(ckpts[STEPS])
+    manifest = json.loads((data.store.path / "manifest.json").read_text())
+    val_rows = [r for r in read_log(out / "val.jsonl") if r["step"] == STEPS]
     assert {r["language"] for r in val_rows} == {"python", "php"}
     for row in val_rows:
         v = torch.as_tensor(data.store.tokens(row["language"], "val").astype("int64"))
@@ -134,39 +160,42 @@ def test_snapshots_are_complete_hf_dirs_with_metadata(full_run):
         with torch.no_grad():
             logits = model(input_ids=seqs[:, :-1]).logits
         want = F.cross_entropy(logits.reshape(-1, logits.size(-1)), seqs[:, 1:].reshape(-1)).item()
+        split = manifest["languages"][row["language"]]["validation"]
         assert row["loss"] == pytest.approx(want, rel=1e-5)
-        assert row["bpb"] == pytest.approx(want / 3.5 / math.log(2), rel=1e-5)
-        assert row["tokens"] == 36 * 8 * CTX
+        assert row["bpb"] == pytest.approx(row["loss"] * split["tokens"] / split["bytes"] / math.log(2), rel=1e-12)
+        assert row["tokens"] == STEPS * 8 * W
 
 
-def test_stop_and_resume_equals_uninterrupted(full_run, tmp_path):
+def test_stop_and_resume_equals_uninterrupted(full_run, tmp_path, data_for):
     cfg, ref, _ = full_run
     out = tmp_path / "run"
     r1 = train(cfg, out, data=data_for(cfg), stop_after=13)
     assert r1.status == "stopped" and r1.step == 13
     assert sorted(list_resume_states(out)) == [10, 13]                       # the last two are kept
     r2 = train(cfg, out, data=data_for(cfg))
-    assert r2.status == "completed" and r2.step == 36
+    assert r2.status == "completed" and r2.step == STEPS
     assert strip_timing(read_log(out / "loss.jsonl")) == strip_timing(read_log(ref / "loss.jsonl"))
     assert read_log(out / "val.jsonl") == read_log(ref / "val.jsonl")
-    a, b = weights(out / "checkpoint-36"), weights(ref / "checkpoint-36")
+    a, b = weights(out / f"checkpoint-{STEPS}"), weights(ref / f"checkpoint-{STEPS}")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert len((out / "command.txt").read_text().splitlines()) == 2
     # running a finished run again is a no-op
-    assert train(cfg, out, data=data_for(cfg)).step == 36
-    assert len(read_log(out / "loss.jsonl")) == 36
+    assert train(cfg, out, data=data_for(cfg)).step == STEPS
+    assert len(read_log(out / "loss.jsonl")) == STEPS
 
 
-def test_sigkill_after_snapshot_then_rerun_equals_uninterrupted(full_run, tmp_path):
+def test_sigkill_after_snapshot_then_rerun_equals_uninterrupted(full_run, tmp_path, prepared_dir):
+    """The CLI run is killed (SIGKILL) after checkpoint-20; the same command resumes it."""
     cfg, ref, _ = full_run
     out = tmp_path / "run"
-    cfg_path = tmp_path / "cfg.yaml"
-    cfg_path.write_text(cfg.to_yaml())
-    cmd = [sys.executable, str(Path(__file__).with_name("run_standin.py")), str(cfg_path), str(out)]
+    seed_run_dir(prepared_dir, out)
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(cfg.to_yaml())
+    cmd = [sys.executable, "-m", "lensprobe.cli", "pretrain", str(recipe), "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     partial_seen = []
-    deadline = time.time() + 120
+    deadline = time.time() + 150
     try:
         while time.time() < deadline and proc.poll() is None:
             for p in list(out.glob("checkpoint-*")):     # a visible checkpoint is always complete
@@ -174,7 +203,7 @@ def test_sigkill_after_snapshot_then_rerun_equals_uninterrupted(full_run, tmp_pa
                     names = {q.name for q in p.iterdir()}
                 except FileNotFoundError:
                     continue
-                if not {"checkpoint.json", "model.safetensors", "config.json"} <= names:
+                if not {"checkpoint.json", "model.safetensors", "config.json", "tokenizer.json"} <= names:
                     partial_seen.append((p.name, names))
             if (out / "checkpoint-20").is_dir() and len(read_log(out / "loss.jsonl")) >= 22:
                 break
@@ -185,52 +214,56 @@ def test_sigkill_after_snapshot_then_rerun_equals_uninterrupted(full_run, tmp_pa
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     assert not partial_seen
     killed_at = len(read_log(out / "loss.jsonl"))
-    assert 22 <= killed_at < 36
-    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    assert 22 <= killed_at < STEPS
+    done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "resuming" in done.stderr
     assert strip_timing(read_log(out / "loss.jsonl")) == strip_timing(read_log(ref / "loss.jsonl"))
     assert read_log(out / "val.jsonl") == read_log(ref / "val.jsonl")
     assert sorted(list_checkpoints(out)) == sorted(list_checkpoints(ref))
-    a, b = weights(out / "checkpoint-36"), weights(ref / "checkpoint-36")
+    a, b = weights(out / f"checkpoint-{STEPS}"), weights(ref / f"checkpoint-{STEPS}")
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    assert (out / "command.txt").read_text().count("pretrain") == 2
 
 
-def test_gradient_accumulation_matches_one_big_batch(full_run, tmp_path):
+def test_gradient_accumulation_matches_one_big_batch(full_run, tmp_path, data_for):
     cfg, ref, _ = full_run
-    acc = make_cfg(optim={"batch_size": 8, "grad_accum": 4, "warmup": 4, "lr": 3e-3}, optim__steps=12)
+    acc = make_cfg(optim={"batch_size": 8, "grad_accum": 4, "warmup": 4, "lr": 3e-3, "steps": 6},
+                   snapshots={"schedule": "list"})
     r = train(acc, tmp_path / "acc", data=data_for(acc))
-    assert r.step == 12
+    assert r.step == 6
     got = [row["loss"] for row in read_log(tmp_path / "acc" / "loss.jsonl")]
-    # same global batches; lr differs (12 vs 36 total steps) only after warmup, so compare the warmup steps
+    # same global batches; the lr differs (6 vs 34 total steps) only after warmup: compare warmup steps
     want = [row["loss"] for row in read_log(ref / "loss.jsonl")][:5]
     np.testing.assert_allclose(got[:5], want, rtol=1e-5)
 
 
-def test_continual_restarts_steps_continues_tokens_with_fresh_optimizer(full_run, tmp_path):
+def test_continual_restarts_steps_continues_tokens_with_fresh_optimizer(full_run, tmp_path, data_for):
     cfg, ref, _ = full_run
     source = ref / "checkpoint-30"
     cont = make_cfg(model={"init_from": str(source)}, data={"languages": ["php", "python"],
-                    "tokens": {"php": 1536, "python": 512}, "context": CTX}, seed=1)
+                    "tokens": {"php": 1584, "python": 528}, "context": CTX, "validation_tokens": 2048}, seed=1)
     out = tmp_path / "cont"
     data = data_for(cont)
     r = train(cont, out, data=data)
     log = read_log(out / "loss.jsonl")
-    assert log[0]["step"] == 1 and r.total_steps == 8
-    base_tokens = 30 * 8 * CTX
-    assert [row["tokens"] for row in log] == [base_tokens + s * 8 * CTX for s in range(1, 9)]
+    assert log[0]["step"] == 1 and r.total_steps == 8 == len(log)
+    base_tokens = 30 * 8 * W
+    assert [row["tokens"] for row in log] == [base_tokens + s * 8 * W for s in range(1, 9)]
     first = json.loads((out / "checkpoint-0" / "checkpoint.json").read_text())
     src_info = json.loads((source / "checkpoint.json").read_text())
     assert first["tokens"] == base_tokens and first["tokens_by_language"] == src_info["tokens_by_language"]
+    last = json.loads((out / "checkpoint-8" / "checkpoint.json").read_text())
+    assert last["tokens_by_language"]["php"] - src_info["tokens_by_language"]["php"] == 1584
     w0, ws = weights(out / "checkpoint-0"), weights(source)
     assert all(torch.equal(w0[k], ws[k]) for k in ws)
-    # step 1 equals a FRESH AdamW step (lr warmup 3e-3/4) from the source weights
+    # step 1 equals a FRESH AdamW step (warmup lr 3e-3/4) from the source weights
     model = AutoModelForCausalLM.from_pretrained(source)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    rest = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": rest, "weight_decay": 0.0}],
-                            lr=3e-3 / 4, betas=(0.9, 0.95))
+    opt = fresh_adamw(model, 3e-3 / 4)
     x, _ = data.schedule.batch(0, batch_size=8)
-    loss = F.cross_entropy(model(input_ids=x[:, :-1]).logits.reshape(-1, 64), x[:, 1:].reshape(-1))
+    logits = model(input_ids=x[:, :-1]).logits
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), x[:, 1:].reshape(-1))
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
@@ -241,7 +274,7 @@ def test_continual_restarts_steps_continues_tokens_with_fresh_optimizer(full_run
             torch.testing.assert_close(w1[name], p, rtol=1e-4, atol=1e-6)
 
 
-def test_changed_config_is_refused_on_resume(full_run, tmp_path):
+def test_changed_config_is_refused_on_resume(full_run, tmp_path, data_for):
     cfg, ref, _ = full_run
     out = tmp_path / "run"
     train(cfg, out, data=data_for(cfg), stop_after=3)
@@ -252,15 +285,34 @@ def test_changed_config_is_refused_on_resume(full_run, tmp_path):
     assert train(harmless, out, data=data_for(harmless), stop_after=4).step == 4
 
 
-def test_budget_over_repetition_cap_fails_before_training(tmp_path):
-    cfg = make_cfg(data={"languages": ["python"], "tokens": {"python": 100_000}, "context": CTX, "max_epochs": 2.0})
-    small = standins.prepared({"python": 10_000}, context=CTX)          # 10k tokens x 2 epochs < 100k
-    with pytest.raises(ConfigError, match=r"^data\.tokens\.python: budget 100,000 tokens is over the repetition cap"):
-        train(cfg, tmp_path / "run", data=small)
-    assert not list((tmp_path / "run").glob("checkpoint-*")) and not (tmp_path / "run" / "loss.jsonl").exists()
+def test_budget_over_repetition_cap_fails_before_training(tmp_path, prepared_dir):
+    """A finite corpus (a directory of files) cannot supply more than max_epochs x its tokens."""
+    from pretrain.tokens import TokenStore
+
+    code = tmp_path / "code"
+    code.mkdir()
+    for i in range(6):
+        (code / f"m{i}.py").write_text(f"def f{i}(xs):\n    return sum(x * {i} for x in xs)\n")
+        (code / f"m{i}.php").write_text(f"<?php\nfunction f{i}($xs) {{ return array_sum($xs) * {i}; }}\n")
+    cfg = make_cfg(data={"corpus": {"kind": "files", "path": str(code)}, "languages": ["python", "php"],
+                         "tokens": {"python": 100_000, "php": 100}, "context": 8, "validation_tokens": 0,
+                         "max_epochs": 2.0},
+                   tokenizer={"path": str(prepared_dir / "tokenizer")})
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError) as err:
+        train(cfg, out)
+    available = len(TokenStore(out / "tokens").tokens("python"))
+    assert 0 < available < 1000
+    assert str(err.value) == (f"data.tokens.python: budget 100,000 tokens is over the repetition cap "
+                              f"(data.max_epochs=2 x {available:,} available python tokens)")
+    assert not list(out.glob("checkpoint-*")) and not (out / "loss.jsonl").exists()
+    # a missing corpus directory fails at config time, naming the field
+    with pytest.raises(ConfigError, match=r"^data\.corpus\.path: no such file or directory"):
+        make_cfg(data={"corpus": {"kind": "files", "path": str(tmp_path / "gone")}, "languages": ["python"],
+                       "tokens": {"python": 100}})
 
 
-def test_cpu_bf16_uses_autocast(tmp_path):
+def test_cpu_bf16_uses_autocast(tmp_path, data_for):
     cfg = make_cfg(precision="bf16", optim__steps=3)
     out = tmp_path / "bf16"
     train(cfg, out, data=data_for(cfg))
@@ -273,24 +325,25 @@ def test_cpu_bf16_uses_autocast(tmp_path):
     assert all(t.dtype == torch.float32 for t in weights(out / "checkpoint-3").values())   # fp32 master weights
 
 
-def test_snapshots_load_as_a_checkpoint_series_with_lens_check(full_run):
+def test_snapshots_load_as_a_checkpoint_series_with_lens_check(full_run, data_for):
     checkpoints = pytest.importorskip("lensprobe.checkpoints")
     cfg, out, _ = full_run
+    steps = [0, 1, 2, 4, 10, 20, 30, STEPS]
     series = checkpoints.CheckpointSeries(out)
     infos = list(series)
-    assert [i.step for i in infos] == [0, 1, 2, 4, 10, 20, 30, 36]
+    assert [i.step for i in infos] == steps
     assert all(i.status == "ok" for i in infos)
-    assert [i.tokens for i in infos] == [s * 8 * CTX for s in (0, 1, 2, 4, 10, 20, 30, 36)]
+    assert [i.tokens for i in infos] == [s * 8 * W for s in steps]
     log = {r["step"]: r for r in read_log(out / "loss.jsonl")}
-    assert infos[-1].train_loss == pytest.approx(log[36]["loss"])
+    assert infos[-1].train_loss == pytest.approx(log[STEPS]["loss"])
     val = {(r["step"], r["language"]): r["loss"] for r in read_log(out / "val.jsonl")}
-    assert infos[-1].val_loss["php"] == pytest.approx(val[(36, "php")])
+    assert infos[-1].val_loss["php"] == pytest.approx(val[(STEPS, "php")])
     x = data_for(cfg).schedule.batch(0, batch_size=2)[0][:, :-1]
     seen = []
     for info, model in series.iter_models(check_lens="every"):    # the load-time lens check runs each time
-        if info.step in (0, 36):
+        if info.step in (0, STEPS):
             ref = AutoModelForCausalLM.from_pretrained(info.path)
             with torch.no_grad():
                 torch.testing.assert_close(model(input_ids=x).logits, ref(input_ids=x).logits, rtol=1e-4, atol=1e-5)
         seen.append(info.step)
-    assert seen == [0, 1, 2, 4, 10, 20, 30, 36]
+    assert seen == steps

@@ -86,3 +86,16 @@ def test_no_logs_and_bad_lines(tmp_path, tools):
     assert any("loss.jsonl:2: skipping line without a 'step'" in m for m in msgs)
     assert any("loss.jsonl:3: skipping line without a 'step'" in m for m in msgs)
     assert list(df["loss"]) == [2.0, 1.5]
+
+
+def test_other_loss_fields_are_not_languages_and_bad_steps_are_named(tmp_path, tools):
+    run = tools.build_run(tmp_path / "run", "gpt2", [2], meta=False)
+    (run / "loss.jsonl").write_text(
+        '{"step": 2, "loss": 1.0, "loss_scale": 65536, "loss_by_language": {"go": 0.5}}\n')
+    series = CheckpointSeries(run, hash_weights=False)
+    assert series[0].train_loss_by_language == {"go": 0.5}
+    assert series.loss_log().loc[0, "loss_scale"] == 65536
+    (run / "loss.jsonl").write_text('{"step": "two", "loss": 1.0}\n')
+    from lensprobe.checkpoints import CheckpointError
+    with pytest.raises(CheckpointError, match=r"loss.jsonl: 'step' must be an integer, got 'two'"):
+        load_loss_log(run / "loss.jsonl")

@@ -4,7 +4,6 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -226,6 +225,7 @@ def test_cli_validate_and_render(tmp_path, capsys):
     prompts = [p.prompt for p in suites.load_suite(good).render(seed=0)]
     assert prompts[0] + "\u2038" in out
     assert cli_main(["probes", "render", "no-such-suite"]) == 2
+    assert cli_main(["probes", "validate", str(tmp_path / "missing.yaml")]) == 2
 
 
 # --------------------------------------------------------------------------- discovery
@@ -308,3 +308,29 @@ def test_token_forms_override_and_strict_cli(bpe_tokenizer, tmp_path, capsys):
     assert cli_main(["probes", "validate", str(p), "--tokenizer", str(tmp_path / "tok")]) == 0
     assert cli_main(["probes", "validate", str(p), "--tokenizer", str(tmp_path / "tok"), "--strict"]) == 1
     assert "collide" in capsys.readouterr().err
+
+
+def test_authoring_guide_example_validates(tmp_path):
+    """The worked example in probes/README.md is a valid suite that renders as the guide shows."""
+    guide = (Path(suites.__file__).resolve().parent.parent / "probes" / "README.md").read_text()
+    block = guide.split("Save as `rust.yaml`")[1].split("```yaml\n", 1)[1].split("```\n", 1)[0]
+    path = tmp_path / "rust.yaml"
+    path.write_text(block)
+    report = suites.validate_suite(path)
+    assert report.ok and not report.warnings, report.format()
+    first = suites.load_suite(path).render(seed=0, limit=1)[0]
+    assert first.prompt + "\u2038" in guide.replace("\n...\n", "\n")
+
+
+def test_rendering_is_stable_across_processes():
+    """Rendering depends only on the seed (not on PYTHONHASHSEED or process state)."""
+    import hashlib
+    import os
+    import subprocess
+
+    code = ("import hashlib, lensprobe; s = lensprobe.load_suite('go');"
+            "print(hashlib.sha256('\\x00'.join(i.prompt for i in s.render(seed=7)).encode()).hexdigest())")
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    here = hashlib.sha256("\x00".join(i.prompt for i in lensprobe.load_suite("go").render(seed=7)).encode())
+    assert out.stdout.strip() == here.hexdigest()

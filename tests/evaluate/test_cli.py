@@ -1,0 +1,71 @@
+"""`lensprobe eval` from the shell: canonical runs, sample files, generation from a checkpoint, bad input."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from lensprobe.cli import main
+
+
+def test_cli_canonical_with_output_table(eval_data, tmp_path, capsys):
+    path = eval_data("humaneval-x", "humaneval_python.jsonl.gz")
+    out = tmp_path / "res.csv"
+    rc = main(["eval", str(path), "--family", "humaneval-x", "--limit", "5", "--out", str(out), "--quiet"])
+    assert rc == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    assert summary["pass@1"] == 1.0 and summary["problems"] == 5
+    assert "sandbox: bubblewrap=" in captured.err
+    table = pd.read_csv(out)
+    assert table["task_id"].tolist() == [f"Python/{i}" for i in range(5)] and table["passed"].all()
+
+
+def test_cli_samples_and_pass_at_k(tmp_path, capsys, tools):
+    tools("php")
+    problems = tmp_path / "add.jsonl"
+    problems.write_text(json.dumps({"task_id": "MBPHP/1", "language": "php", "entry_point": "add",
+                                    "prompt": "<?php\nfunction add($a, $b) {\n",
+                                    "test": "\nif (add(1, 2) !== 3) { throw new Exception('wrong'); }\n"}) + "\n")
+    samples = tmp_path / "s.jsonl"
+    lines = [{"task_id": "MBPHP/1", "completion": "    return 0;\n}\n"},
+             {"task_id": "MBPHP/1", "completion": "    return $a + $b;\n}\n"},
+             {"task_id": "MBPHP/1", "completion": "    return $a - $b;\n}\n"}]
+    samples.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    out = tmp_path / "r.jsonl"
+    rc = main(["eval", str(problems), "--family", "mxeval", "--samples", str(samples), "--k", "1,2",
+               "--out", str(out), "--quiet"])
+    summary = json.loads(capsys.readouterr().out)
+    assert rc == 0 and summary["problems"] == 1 and summary["samples"] == 3
+    assert summary["pass@1"] == pytest.approx(1 / 3) and summary["pass@2"] == pytest.approx(2 / 3)
+    rows = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [r["passed"] for r in rows] == [False, True, False]
+    assert [r["status"] for r in rows] == ["runtime_error", "passed", "runtime_error"]
+
+
+def test_cli_bad_input_exit_2(tmp_path, capsys):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{nope\n")
+    assert main(["eval", str(bad), "--family", "mxeval", "--quiet"]) == 2
+    assert "bad.jsonl:1" in capsys.readouterr().err
+    assert main(["eval", str(tmp_path / "missing.jsonl"), "--quiet"]) == 2
+    assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_cli_generates_from_checkpoint(eval_data, tmp_path, tokenizer, capsys):
+    pytest.importorskip("lensprobe.adapters")
+    from lensprobe.testing import tiny_model
+
+    ckpt = tmp_path / "ckpt"
+    tiny_model("gpt2", vocab_size=259, n_positions=2048).save_pretrained(ckpt)
+    tokenizer.save_pretrained(ckpt)
+    path = eval_data("mxeval", "mbxp", "mbphp_release_v1.2.jsonl")
+    samples_out = tmp_path / "gen.jsonl"
+    rc = main(["eval", str(path), "--family", "mxeval", "--checkpoint", str(ckpt), "--limit", "2",
+               "--max-new-tokens", "8", "--samples-out", str(samples_out), "--quiet"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    gen = [json.loads(l) for l in samples_out.read_text().splitlines()]
+    assert [g["task_id"] for g in gen] == ["MBPHP/1", "MBPHP/2"]
+    assert summary["problems"] == 2 and summary["pass@1"] == 0.0  # a random model writes no valid PHP
