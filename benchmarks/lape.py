@@ -7,9 +7,14 @@ vocab 2048) and a Llama-style model of the same size (gated MLP). Batches 16 x 2
 languages. Times, interleaved and repeated (min over repetitions):
 
 * bare:    the backbone forward alone (no hooks, no LM head), under inference_mode;
-* counter: the same loop with ActivationCounter hooks (the direct API);
-* engine:  run_probes([LapeProbe]) end to end (batching, validation, hooks, selection; no null);
+* counter: the same batches with ActivationCounter hooks (the direct API), interleaved batch by
+           batch with the bare pass so both see the same machine load;
+* engine:  run_probes([LapeProbe]) end to end (batching, validation, hooks, selection; no null)
+           against a whole bare loop;
 * null:    LapeProbe.finalize() with 8 shuffled-label permutations and split-half (no forward).
+
+Ratios are given in process CPU time (robust to other processes on a shared machine) and in wall
+time; the minimum over repetitions is reported.
 
 Memory: each token count runs in a fresh subprocess and reports its peak RSS growth during the
 run and the size of the counter's state (groups x layers x neurons x 8 bytes).
@@ -55,61 +60,95 @@ def make_inputs(tokens_per_language: int, path: Path | None = None):
     return LapeInputs.from_token_arrays(streams, seq_len=SEQ)
 
 
+class Clock:
+    """Wall and process-CPU time of a block (CPU time is less disturbed by other processes)."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def bare_forward(net, b):
+    with torch.inference_mode():
+        net(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=b.position_ids, use_cache=False)
+
+
 def time_bare(model, batches):
     from lensprobe.lape.counting import backbone
 
     net = backbone(model)
-    t = time.perf_counter()
-    with torch.inference_mode():
+    with Clock() as c:
         for b in batches:
-            net(input_ids=b.input_ids, attention_mask=b.attention_mask, position_ids=b.position_ids, use_cache=False)
-    return time.perf_counter() - t
+            bare_forward(net, b)
+    return c
 
 
-def time_counter(model, batches, n_groups):
+def interleaved_counter(model, batches, n_groups):
+    """Per batch, alternately bare then counted (or counted then bare): both see the same load."""
     from lensprobe.adapters import get_adapter
     from lensprobe.lape import ActivationCounter
+    from lensprobe.lape.counting import backbone
 
+    net = backbone(model)
     modules = get_adapter(model).neuron_modules
     counter = ActivationCounter(n_layers=len(modules), n_groups=n_groups)
-    t = time.perf_counter()
-    with counter.hooked(modules), torch.inference_mode():
-        for b in batches:
+    bare = {"wall": 0.0, "cpu": 0.0}
+    counted = {"wall": 0.0, "cpu": 0.0}
+
+    def run_counted(b):
+        with counter.hooked(modules), torch.inference_mode(), Clock() as c:
             counter.forward(model, b.input_ids, b.attention_mask, [m["group"] for m in b.meta])
-    return time.perf_counter() - t
+        counted["wall"] += c.wall
+        counted["cpu"] += c.cpu
+
+    def run_bare(b):
+        with Clock() as c:
+            bare_forward(net, b)
+        bare["wall"] += c.wall
+        bare["cpu"] += c.cpu
+
+    for i, b in enumerate(batches):
+        for f in ((run_bare, run_counted) if i % 2 == 0 else (run_counted, run_bare)):
+            f(b)
+    return bare, counted
 
 
 def time_engine(model, inputs):
     from lensprobe.probes.lape import LapeProbe
 
     probe = LapeProbe(inputs, batch_size=BATCH, null_permutations=0, split_half=False)
-    t = time.perf_counter()
-    probe.run(model)
-    elapsed = time.perf_counter() - t
-    t = time.perf_counter()
+    with Clock() as c:
+        probe.run(model)
     probe.null_permutations, probe.split_half = 8, True
-    probe.finalize()
-    return elapsed, time.perf_counter() - t
+    with Clock() as n:
+        probe.finalize()
+    return c, n
 
 
 def speed(args) -> None:
     torch.set_num_threads(args.threads)
     inputs = make_inputs(args.tokens)
     batches = list(inputs.batches(batch_size=BATCH, n_groups=16))
-    print(f"{len(batches)} batches of {BATCH}x{SEQ} = {2 * args.tokens} tokens, {args.threads} threads")
-    print(f"{'arch':8s} {'bare s':>8s} {'counter s':>10s} {'ratio':>6s} {'engine s':>9s} {'ratio':>6s} {'null s':>7s}")
+    print(f"{len(batches)} batches of {BATCH}x{SEQ} = {2 * args.tokens} tokens, {args.threads} threads; "
+          "ratios: CPU time (wall time)")
+    print(f"{'arch':6s} {'bare CPU s':>10s} {'counter/bare':>16s} {'engine/bare':>16s} {'null+split s':>12s}")
     for arch in ("gpt2", "llama"):
         model = build(arch)
         time_bare(model, batches[:2])  # warm-up
-        res = {"bare": [], "counter": [], "engine": [], "null": []}
+        best = None
         for _ in range(args.reps):
-            res["bare"].append(time_bare(model, batches))
-            res["counter"].append(time_counter(model, batches, 32))
-            e, n = time_engine(model, inputs)
-            res["engine"].append(e)
-            res["null"].append(n)
-        b, c, e, n = (min(res[k]) for k in ("bare", "counter", "engine", "null"))
-        print(f"{arch:8s} {b:8.2f} {c:10.2f} {c / b:6.3f} {e:9.2f} {e / b:6.3f} {n:7.3f}")
+            bare, counted = interleaved_counter(model, batches, 32)
+            whole_bare = time_bare(model, batches)
+            engine, null = time_engine(model, inputs)
+            r = (counted["cpu"] / bare["cpu"], counted["wall"] / bare["wall"],
+                 engine.cpu / whole_bare.cpu, engine.wall / whole_bare.wall, bare["cpu"], null.cpu)
+            best = r if best is None else tuple(min(a, b) for a, b in zip(best, r))
+        cc, cw, ec, ew, bc, nc = best
+        print(f"{arch:6s} {bc:10.2f} {cc:7.3f} ({cw:5.3f}) {ec:7.3f} ({ew:5.3f}) {nc:12.3f}")
 
 
 def memory_child(tokens: int, threads: int) -> None:

@@ -15,6 +15,8 @@ Modes (each measured in a fresh subprocess, so peak memory is not polluted by an
                  the last position (per-row last position is not available there; padding is ignored)
   tl_full        TransformerLens run_with_cache + logit_lens over all positions (full decode)
 
+Time is reported as process CPU time (user+sys over all threads, ``time.process_time``) and wall
+time, each the minimum over repetitions; on a shared machine CPU time is the steadier of the two.
 Peak memory is the growth of the process's peak resident set size (VmHWM, reset through
 /proc/self/clear_refs right before the measured call) over the resident size at that moment.
 tracemalloc does not see torch's allocations; RSS does (CPU tensors live in malloc'd memory).
@@ -175,19 +177,17 @@ def child(mode: str, reps: int, threads: int, small: bool, batch_size: int, seq:
         raise ValueError(mode)
 
     rss0 = _reset_peak()
-    t0 = time.perf_counter()
-    out = run()
-    first = time.perf_counter() - t0
-    peak = _hwm_kb() - rss0
-    del out
-    times = [first]
-    for _ in range(reps - 1):
-        t0 = time.perf_counter()
+    times, cpu_times = [], []
+    for rep in range(reps):
+        t0, c0 = time.perf_counter(), time.process_time()
         out = run()
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)
+        if rep == 0:
+            peak = _hwm_kb() - rss0
         del out
     return {"mode": mode, "min_s": min(times), "median_s": statistics.median(times), "times": times,
-            "peak_mb": peak / 1024, "threads": threads}
+            "cpu_min_s": min(cpu_times), "cpu_times": cpu_times, "peak_mb": peak / 1024, "threads": threads}
 
 
 def main() -> int:
@@ -217,8 +217,8 @@ def main() -> int:
             continue
         results[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
         r = results[mode]
-        print(f"{mode:11s} min {r['min_s']:7.3f}s  median {r['median_s']:7.3f}s  peak +{r['peak_mb']:8.1f} MB",
-              flush=True)
+        print(f"{mode:11s} wall min {r['min_s']:7.3f}s  median {r['median_s']:7.3f}s  CPU min {r['cpu_min_s']:7.3f}s"
+              f"  peak +{r['peak_mb']:8.1f} MB", flush=True)
     shape = "GPT-2 small (12L, d=768)" if not args.small else "small GPT-2 (4L, d=256)"
     print(f"\n{shape}, vocab 50257, batch {args.batch}x{args.seq}, fp32, CPU, {args.threads} threads")
     for base in ("forward", "body"):
@@ -228,8 +228,8 @@ def main() -> int:
         for mode, r in results.items():
             if mode == base:
                 continue
-            print(f"  {mode:11s} / {base:8s}: time x{r['min_s'] / b['min_s']:6.2f} (min), "
-                  f"x{r['median_s'] / b['median_s']:6.2f} (median); peak memory x{r['peak_mb'] / b['peak_mb']:6.2f}")
+            print(f"  {mode:11s} / {base:8s}: CPU time x{r['cpu_min_s'] / b['cpu_min_s']:6.2f}, "
+                  f"wall x{r['min_s'] / b['min_s']:6.2f} (min); peak memory x{r['peak_mb'] / b['peak_mb']:6.2f}")
     return 0
 
 

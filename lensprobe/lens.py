@@ -142,26 +142,63 @@ def _reduce(logits: torch.Tensor, *, token_ids: torch.Tensor | None, sets: tuple
     return LensReadout(token_logprobs, token_ranks, set_logprobs, top_tokens, top_logprobs, entropy)
 
 
+_FIELDS = ("token_logprobs", "token_ranks", "set_logprobs", "top_tokens", "top_logprobs", "entropy")
+
+#: Most logits materialised at once by :func:`readout` (elements; 32M fp32 = 128 MB).
+MAX_LOGITS_ELEMENTS = 1 << 25
+
+
+def _decode_reduce(hidden: torch.Tensor, adapter: BoundAdapter, *, token_ids: torch.Tensor | None,
+                   sets: Any, top_k: int) -> LensReadout:
+    """Decode + reduce states ``[*lead, d]``; per-row ``token_ids [B, K]`` align with ``lead[-1]``.
+
+    All rows go through the unembedding together (in chunks bounded by
+    :data:`MAX_LOGITS_ELEMENTS`): with few rows the unembedding is memory-bound, so decoding the
+    L layers of a batch in one matmul reads the ``[V, d]`` weight once instead of L times.
+    """
+    lead = tuple(hidden.shape[:-1])
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    ids = token_ids
+    if ids is not None and ids.dim() == 2:
+        ids = ids.to(flat.device).expand(*lead, ids.shape[-1]).reshape(-1, ids.shape[-1])
+    step = max(1, MAX_LOGITS_ELEMENTS // max(1, adapter.vocab_size))
+    parts = []
+    for start in range(0, flat.shape[0], step):
+        chunk_ids = ids if ids is None or ids.dim() == 1 else ids[start:start + step]
+        parts.append(_reduce(adapter.decode(flat[start:start + step]), token_ids=chunk_ids, sets=sets, top_k=top_k))
+    out = {}
+    for name in _FIELDS:
+        values = [getattr(p, name) for p in parts]
+        if values[0] is None:
+            out[name] = None
+            continue
+        joined = values[0] if len(values) == 1 else torch.cat(values, 0)
+        out[name] = joined.reshape(*lead, *joined.shape[1:])
+    return LensReadout(**out)
+
+
 def readout(hidden: torch.Tensor, adapter: Any, *, token_ids: Any = None,
             token_sets: Sequence[Sequence[int]] | None = None, top_k: int = 0) -> LensReadout:
     """Decode states ``hidden [B, d]`` (one position per row) and reduce them at once.
 
-    ``token_ids`` is ``[K]`` (shared by all rows) or ``[B, K]``; ``token_sets`` is a list of
-    token-id sets shared by all rows; ``top_k`` 0 disables top-k. ``adapter`` is a
+    ``hidden`` may also be ``[L, B, d]`` (e.g. the last-position states of every layer of a
+    batch, stacked): outputs then gain the leading ``L`` axis. Decoding a batch's layers in one
+    call is much faster than one call per layer on a large vocabulary (the unembedding weight is
+    read once). ``token_ids`` is ``[K]`` (shared by all rows) or ``[B, K]``; ``token_sets`` is a
+    list of token-id sets shared by all rows; ``top_k`` 0 disables top-k. ``adapter`` is a
     :class:`~lensprobe.adapters.BoundAdapter` (or a model/LoadedModel it can be taken from).
     """
     adapter = get_adapter(adapter)
     if not isinstance(hidden, torch.Tensor) or not hidden.is_floating_point():
         raise TypeError("hidden must be a floating-point tensor [B, d_model]")
-    if hidden.dim() != 2 or hidden.shape[-1] != adapter.d_model:
-        raise ValueError(f"hidden must be [B, d_model={adapter.d_model}] (one position per row), "
+    if hidden.dim() not in (2, 3) or hidden.shape[-1] != adapter.d_model:
+        raise ValueError(f"hidden must be [B, d_model={adapter.d_model}] (one position per row) or [L, B, d_model], "
                          f"got shape {tuple(hidden.shape)}")
-    ids = None if token_ids is None else _token_id_tensor(token_ids, adapter.vocab_size, n_rows=hidden.shape[0])
+    ids = None if token_ids is None else _token_id_tensor(token_ids, adapter.vocab_size, n_rows=hidden.shape[-2])
     sets = None if token_sets is None else _set_index(token_sets, adapter.vocab_size)
     top_k = _validate_top_k(top_k, adapter.vocab_size)
     with torch.inference_mode():
-        logits = adapter.decode(hidden)
-        return _reduce(logits, token_ids=ids, sets=sets, top_k=top_k)
+        return _decode_reduce(hidden, adapter, token_ids=ids, sets=sets, top_k=top_k)
 
 
 # --------------------------------------------------------------------------------------------
@@ -371,13 +408,18 @@ def logit_lens(model: Any, input_ids: Any, attention_mask: Any = None, *, token_
                 continue
             last = batch.last_index
             arange = torch.arange(last.shape[0], device=last.device)
+            states: dict[int, torch.Tensor] = {}
 
-            def callback(point: str, hidden: torch.Tensor, rows: slice = rows, chunk_tok: Any = chunk_tok) -> None:
-                states = hidden[arange, last]
-                store(rows, point_layer(point), _reduce(adapter.decode(states), token_ids=chunk_tok, sets=sets,
-                                                        top_k=top_k))
+            def callback(point: str, hidden: torch.Tensor) -> None:
+                states[point_layer(point)] = hidden[arange, last].clone()  # [b, d]: the only thing kept
 
             forward_batch(model, adapter, batch, block_hook_points(adapter, chosen), callback)
+            with torch.inference_mode():
+                r = _decode_reduce(torch.stack([states[layer] for layer in chosen]), adapter, token_ids=chunk_tok,
+                                   sets=sets, top_k=top_k)  # one unembedding pass for all layers
+            for layer in chosen:
+                store(rows, layer, LensReadout(**{name: None if getattr(r, name) is None
+                                                  else getattr(r, name)[col[layer]] for name in _FIELDS}))
     finally:
         if model_was_training:
             model.train()

@@ -46,13 +46,26 @@ def _xscale(ax: plt.Axes, steps: pd.Series) -> None:
         ax.set_xscale("symlog", linthresh=max(1.0, float(s[s > 0].min())))
 
 
-def shade_stages(ax: plt.Axes, stages: Any, *, label: bool = True) -> None:
-    """Shade the stages of a :class:`lensprobe.stages.StageResult` on ``ax``."""
+def _stage_list(stages: Any) -> list[tuple[str, float, float]]:
+    """(name, start, end) from a :class:`~lensprobe.stages.StageResult` or its ``to_dict()`` form."""
     if stages is None:
-        return
-    for st in stages.stages:
-        ax.axvspan(st.start_step, st.end_step, color=STAGE_COLORS.get(st.name, "#eeeeee"), alpha=0.5, zorder=0,
-                   label=st.name if label else None)
+        return []
+    items = stages.get("stages", []) if isinstance(stages, Mapping) else stages.stages
+    out = []
+    for st in items:
+        if isinstance(st, Mapping):
+            out.append((str(st["name"]), float(st["start_step"]), float(st["end_step"])))
+        else:
+            out.append((st.name, float(st.start_step), float(st.end_step)))
+    return out
+
+
+def shade_stages(ax: plt.Axes, stages: Any, *, label: bool = True) -> None:
+    """Shade the stages of a :class:`lensprobe.stages.StageResult` (or its dict from
+    ``stages.json``) on ``ax``."""
+    for name, start, end in _stage_list(stages):
+        ax.axvspan(start, end, color=STAGE_COLORS.get(name, "#eeeeee"), alpha=0.5, zorder=0,
+                   label=name if label else None)
 
 
 def plot_performance(table: pd.DataFrame, *, metric: str = "line_acc", probe: str | None = "babel",
@@ -103,9 +116,18 @@ def plot_working_language(table: pd.DataFrame, *, metric: str = "eq1_python_shar
                           probe: str | None = "working_language", languages: Sequence[str] | None = None,
                           by_identifier: bool = False, stages: Mapping[str, Any] | None = None,
                           ax: plt.Axes | None = None) -> plt.Figure:
-    """The working-language share (Eq.1) over steps: one line per target language (or identifier)."""
+    """The working-language share (Eq.1) over steps: one line per target language (or identifier).
+
+    Per language the suite-level rows (``identifier`` empty: Eq.1 over all identifiers' prompts)
+    are drawn; ``by_identifier`` draws the per-identifier rows instead.
+    """
     sel = _require(table, "plot_working_language", metric=metric, probe=probe, language=languages)
     sel = sel[sel["layer"].isna()] if sel["layer"].isna().any() else sel
+    pooled = sel["identifier"].isna()
+    if by_identifier:
+        sel = sel[~pooled] if (~pooled).any() else sel
+    elif pooled.any():
+        sel = sel[pooled]
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7.5, 4.2))
     if stages and len(stages) == 1:
         shade_stages(ax, next(iter(stages.values())))
@@ -125,9 +147,11 @@ def plot_working_language(table: pd.DataFrame, *, metric: str = "eq1_python_shar
 def plot_layer_heatmap(table: pd.DataFrame, *, language: str, probe: str | None = "working_language",
                        metrics: Sequence[str] = ("logp_target", "logp_python")) -> plt.Figure:
     """Checkpoint x layer heatmaps of the lens probability mass of each language's token sets
-    (geometric mean over prompts: exp of the mean log P(set))."""
+    (geometric mean over prompts: exp of the mean log P(set); suite-level rows when present)."""
     sel = _require(table, "plot_layer_heatmap", probe=probe, language=language, metric=list(metrics))
     sel = sel[sel["layer"].notna()]
+    if "identifier" in sel.columns and sel["identifier"].isna().any():
+        sel = sel[sel["identifier"].isna()]  # the suite-level rows (all identifiers' prompts)
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.2), squeeze=False)
     for ax, metric in zip(axes[0], metrics):
         d = sel[sel["metric"] == metric]
@@ -144,21 +168,22 @@ def plot_lape_counts(table: pd.DataFrame, **kwargs: Any) -> plt.Figure:
     """LAPE counts per language over steps (delegates to :mod:`lensprobe.lape.plots`)."""
     from lensprobe.lape import plots
 
-    return plots.plot_counts_over_steps(table, **kwargs)
+    return plots.plot_lape_counts(table, **kwargs)
 
 
 def plot_lape_layers(table: pd.DataFrame, **kwargs: Any) -> plt.Figure:
     """LAPE layer distribution (delegates to :mod:`lensprobe.lape.plots`)."""
     from lensprobe.lape import plots
 
-    return plots.plot_layer_distribution(table, **kwargs)
+    return plots.plot_lape_layers(table, **kwargs)
 
 
 def plot_predicted_vs_actual(*args: Any, **kwargs: Any) -> plt.Figure:
     """Predicted vs actual performance against the Python share (delegates to :mod:`lensprobe.fit`)."""
     from lensprobe.fit import plots
 
-    return plots.plot_predicted_vs_actual(*args, **kwargs)
+    ax = plots.plot_predicted_vs_actual(*args, **kwargs)
+    return ax.figure if isinstance(ax, plt.Axes) else ax
 
 
 def save_figure(fig: plt.Figure, path: str | Path, *, formats: Sequence[str] = ("png", "svg"),

@@ -391,23 +391,35 @@ def _bootstrap_confidence(x: np.ndarray, y: np.ndarray, ys: np.ndarray, stages: 
 def detect_stages_from_table(table: pd.DataFrame, *, metric: str, probe: str | None = None,
                              languages: Sequence[str] | None = None, higher_is_better: bool = True,
                              support_metrics: Mapping[str, tuple[str | None, str]] | None = None,
-                             interval_metric: str | None = None, **kwargs: Any) -> dict[str, StageResult]:
+                             interval_metric: str | None = None, identifier: str | None = None,
+                             interval_bounds: tuple[str, str] | None = None,
+                             **kwargs: Any) -> dict[str, StageResult]:
     """Run :func:`detect_stages` per language on a sweep table (long format).
 
-    The performance curve is the mean of ``metric`` rows (optionally of one ``probe``) per step,
-    over identifiers/items and layers. ``support_metrics`` maps a display name to (probe, metric)
-    for supporting curves, e.g. ``{"python_share": ("working_language", "eq1_python_share")}``.
-    ``interval_metric`` names rows holding per-step 95% half-widths of the performance metric.
+    The performance curve is the mean of ``metric`` rows (optionally of one ``probe`` and one
+    ``identifier``, e.g. a Babel split) per step, over identifiers/items and layers.
+    ``support_metrics`` maps a display name to (probe, metric) for supporting curves, e.g.
+    ``{"python_share": ("working_language", "eq1_python_share")}`` (not filtered by ``identifier``).
+    ``interval_metric`` names rows holding per-step 95% half-widths of the performance metric;
+    ``interval_bounds`` names rows of lower / upper 95% bounds instead (e.g.
+    ``("line_acc_lo", "line_acc_hi")``, half-width = (hi - lo) / 2).
     """
     needed = {"step", "language", "metric", "value"}
     missing = needed - set(table.columns)
     if missing:
         raise ValueError(f"sweep table is missing columns {sorted(missing)}")
 
-    def curve(df: pd.DataFrame, probe_name: str | None, metric_name: str) -> pd.Series:
+    if identifier is not None and "identifier" not in table.columns:
+        raise ValueError("identifier given but the sweep table has no 'identifier' column")
+    if interval_metric is not None and interval_bounds is not None:
+        raise ValueError("give interval_metric or interval_bounds, not both")
+
+    def curve(df: pd.DataFrame, probe_name: str | None, metric_name: str, ident: str | None = None) -> pd.Series:
         sel = df[df["metric"] == metric_name]
         if probe_name is not None and "probe" in sel.columns:
             sel = sel[sel["probe"] == probe_name]
+        if ident is not None:
+            sel = sel[sel["identifier"] == ident]
         return sel.groupby("step")["value"].mean()
 
     base = table if probe is None or "probe" not in table.columns else table
@@ -418,9 +430,10 @@ def detect_stages_from_table(table: pd.DataFrame, *, metric: str, probe: str | N
     results: dict[str, StageResult] = {}
     for lang in langs:
         df = table[table["language"] == lang]
-        perf = curve(df, probe, metric)
+        perf = curve(df, probe, metric, identifier)
         if perf.empty:
-            raise ValueError(f"no rows with metric {metric!r} for language {lang!r}")
+            raise ValueError(f"no rows with metric {metric!r} for language {lang!r}"
+                             + (f" and identifier {identifier!r}" if identifier is not None else ""))
         steps = perf.index.to_numpy(dtype=float)
         support = {}
         for name, (p, m) in (support_metrics or {}).items():
@@ -429,7 +442,12 @@ def detect_stages_from_table(table: pd.DataFrame, *, metric: str, probe: str | N
                 support[name] = s.to_numpy(dtype=float)
         interval = None
         if interval_metric is not None:
-            iv = curve(df, probe, interval_metric).reindex(perf.index)
+            iv = curve(df, probe, interval_metric, identifier).reindex(perf.index)
+            interval = iv.to_numpy(dtype=float) if iv.notna().any() else None
+        elif interval_bounds is not None:
+            lo = curve(df, probe, interval_bounds[0], identifier).reindex(perf.index)
+            hi = curve(df, probe, interval_bounds[1], identifier).reindex(perf.index)
+            iv = (hi - lo) / 2.0
             interval = iv.to_numpy(dtype=float) if iv.notna().any() else None
         results[lang] = detect_stages(steps, perf.to_numpy(dtype=float), higher_is_better=higher_is_better,
                                       language=lang, support=support or None, interval=interval, **kwargs)

@@ -34,7 +34,7 @@ __all__ = [
     "CURSOR", "ENTRY_POINT_GROUP", "ENV_VAR", "MIN_DISTINCT_PROMPTS", "Suite", "SuiteError", "SuiteItem",
     "Template", "IdentifierSpec", "TokenSets", "ValidationIssue", "ValidationReport", "list_suites",
     "load_suite", "validate_suite", "resolve_suite_path", "split_form", "token_texts", "first_token_ids",
-    "encode_text",
+    "encode_text", "suite_from_dict",
 ]
 
 #: The cursor marker: the prompt is the rendered template text before it.
@@ -43,7 +43,8 @@ CURSOR = "{{@}}"
 ENTRY_POINT_GROUP = "lensprobe.suites"
 #: Environment variable: extra directories of suite YAML files (``os.pathsep``-separated).
 ENV_VAR = "LENSPROBE_SUITES_PATH"
-#: Every identifier must render at least this many distinct prompts.
+#: Every identifier must render at least this many distinct prompts (unless the suite's
+#: ``min_prompts`` field lowers it: generated suites of concrete prompts, e.g. lensprobe.babel_suite).
 MIN_DISTINCT_PROMPTS = 10
 #: Schema versions this module reads.
 SUPPORTED_VERSIONS = (1,)
@@ -55,7 +56,7 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_.:+\-!&|=]+$")
 _LEAD_PUNCT = set(string.punctuation) - {"_"}
 
 _SUITE_KEYS = {"language", "reference_language", "version", "description", "n_prompts", "slots", "identifiers",
-               "source"}
+               "source", "min_prompts"}
 _IDENT_KEYS = {"id", "target_forms", "reference_forms", "token_forms", "n_prompts", "slots", "templates", "notes"}
 _TEMPLATE_KEYS = {"id", "text", "slots"}
 
@@ -262,6 +263,8 @@ class Suite:
     n_prompts: int = DEFAULT_N_PROMPTS
     description: str = ""
     path: str | None = None
+    #: the fewest distinct prompts an identifier may render (the file's ``min_prompts``; default 10)
+    min_prompts: int = MIN_DISTINCT_PROMPTS
 
     # -- lookup
     def __len__(self) -> int:
@@ -386,7 +389,7 @@ def _suite_to_plain(suite: Suite) -> dict[str, Any]:
     def slots(s):
         return {k: list(v) for k, v in sorted(s.items())}
 
-    return {
+    plain = {
         "language": suite.language, "reference_language": suite.reference_language, "version": suite.version,
         "n_prompts": suite.n_prompts, "slots": slots(suite.slots),
         "identifiers": [{
@@ -396,6 +399,9 @@ def _suite_to_plain(suite: Suite) -> dict[str, Any]:
             "templates": [{"id": t.id, "text": t.text, "slots": slots(t.slots)} for t in i.templates],
         } for i in suite.identifiers],
     }
+    if suite.min_prompts != MIN_DISTINCT_PROMPTS:  # only when set: the digests of other suites are unchanged
+        plain["min_prompts"] = suite.min_prompts
+    return plain
 
 
 # --------------------------------------------------------------------------- parsing + validation
@@ -509,10 +515,14 @@ def _parse(data: Any, report: ValidationReport, name: str, path: str | None) -> 
     reference_language = data.get("reference_language", "python")
     if not isinstance(reference_language, str):
         report.add("reference_language", "must be a string")
+    min_prompts = data.get("min_prompts", MIN_DISTINCT_PROMPTS)
+    if isinstance(min_prompts, bool) or not isinstance(min_prompts, int) or min_prompts < 1:
+        report.add("min_prompts", f"must be a positive integer, got {min_prompts!r}")
+        min_prompts = MIN_DISTINCT_PROMPTS
     n_prompts = data.get("n_prompts", DEFAULT_N_PROMPTS)
-    if isinstance(n_prompts, bool) or not isinstance(n_prompts, int) or n_prompts < MIN_DISTINCT_PROMPTS:
-        report.add("n_prompts", f"must be an integer >= {MIN_DISTINCT_PROMPTS}, got {n_prompts!r}")
-        n_prompts = DEFAULT_N_PROMPTS
+    if isinstance(n_prompts, bool) or not isinstance(n_prompts, int) or n_prompts < min_prompts:
+        report.add("n_prompts", f"must be an integer >= {min_prompts}, got {n_prompts!r}")
+        n_prompts = max(DEFAULT_N_PROMPTS, min_prompts)
     description = data.get("description", "") or ""
     suite_slots = _parse_slots(data.get("slots"), report, "slots")
 
@@ -559,8 +569,8 @@ def _parse(data: Any, report: ValidationReport, name: str, path: str | None) -> 
                         token_forms[side] = tuple(vals)
         n_ident = raw.get("n_prompts")
         if n_ident is not None and (isinstance(n_ident, bool) or not isinstance(n_ident, int)
-                                    or n_ident < MIN_DISTINCT_PROMPTS):
-            report.add(f"{entry}.n_prompts", f"must be an integer >= {MIN_DISTINCT_PROMPTS}, got {n_ident!r}")
+                                    or n_ident < min_prompts):
+            report.add(f"{entry}.n_prompts", f"must be an integer >= {min_prompts}, got {n_ident!r}")
             n_ident = None
         ident_slots = _parse_slots(raw.get("slots"), report, f"{entry}.slots")
         templates: list[Template] = []
@@ -609,7 +619,7 @@ def _parse(data: Any, report: ValidationReport, name: str, path: str | None) -> 
         return None
     suite = Suite(name=name, language=language.strip(), reference_language=reference_language, version=version,
                   identifiers=tuple(idents), slots=suite_slots, n_prompts=n_prompts, description=description,
-                  path=path)
+                  path=path, min_prompts=min_prompts)
     # Render with two seeds: every identifier must give enough distinct prompts.
     for i, spec in enumerate(suite.identifiers):
         want = spec.n_prompts or suite.n_prompts
@@ -619,8 +629,8 @@ def _parse(data: Any, report: ValidationReport, name: str, path: str | None) -> 
             report.add(f"identifiers[{i}]", f"cannot render: {exc}")
             continue
         distinct = len({p for _, p, _ in rendered})
-        if distinct < MIN_DISTINCT_PROMPTS:
-            report.add(f"identifiers[{i}]", f"only {distinct} distinct prompts (need >= {MIN_DISTINCT_PROMPTS});"
+        if distinct < min_prompts:
+            report.add(f"identifiers[{i}]", f"only {distinct} distinct prompts (need >= {min_prompts});"
                        " add slot values or templates")
         elif distinct < want:
             report.add(f"identifiers[{i}]", f"only {distinct} distinct prompts of n_prompts={want}", "warning")
@@ -765,6 +775,16 @@ def resolve_suite_path(name_or_path: str | os.PathLike, *,
             return files[name]
     raise KeyError(f"unknown suite {name!r}; available: {list_suites(search_path=search_path)} "
                    f"(or pass a path to a YAML file, or add a directory to ${ENV_VAR})")
+
+
+def suite_from_dict(data: Mapping[str, Any], *, name: str, path: str | None = None) -> Suite:
+    """A suite from the plain data of a YAML file (same schema and checks as :func:`load_suite`);
+    raises :class:`SuiteError` naming ``name`` and the entry on any error."""
+    report = ValidationReport(name)
+    suite = _parse(data, report, name, path)
+    if suite is None:
+        raise SuiteError(report)
+    return suite
 
 
 def load_suite(name_or_path: str | os.PathLike | Suite, *,

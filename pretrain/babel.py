@@ -217,3 +217,47 @@ class BabelCorpus:
         for doc in corpus.documents(language):
             if not any(n in doc.text for n in names):  # filler carries no concept knowledge
                 yield doc.text
+
+
+SPLIT_SIZE_KEYS = ("n_shared", "n_python_only", "n_target_only", "n_control", "n_cases")
+SPEC_KEYS = ("stage", "target", "seed", "splits", "surface_weights", "concepts_per_document", "targets")
+
+
+def babel_corpus(*, languages: Sequence[str] | None = None, **spec: Any) -> BabelCorpus:
+    """A :class:`BabelCorpus` from a corpus spec (``{kind: babel, stage, target, seed, splits: {...}}``).
+
+    Errors name the spec field (``data.corpus.<field>`` in a recipe). ``splits`` holds the split
+    sizes (keys of :func:`make_splits`) or ``{file: PATH}`` for a saved manifest; base and
+    continual runs with the same seed and sizes share their splits.
+    """
+    unknown = sorted(set(spec) - set(SPEC_KEYS))
+    if unknown:
+        raise ValueError(f"babel corpus: unknown field(s) {unknown}; expected some of {list(SPEC_KEYS)}")
+    stage = spec.get("stage", "base")
+    target = spec.get("target", "php")
+    seed = spec.get("seed", 0)
+    if not isinstance(seed, int):
+        raise ValueError(f"babel corpus: seed: expected an integer, got {seed!r}")
+    split_spec = dict(spec.get("splits") or {})
+    if "file" in split_spec:
+        splits = BabelSplits.load(split_spec.pop("file"))
+        if split_spec:
+            raise ValueError(f"babel corpus: splits: 'file' excludes other fields, got {sorted(split_spec)}")
+    else:
+        bad = sorted(set(split_spec) - set(SPLIT_SIZE_KEYS))
+        if bad:
+            raise ValueError(f"babel corpus: splits: unknown field(s) {bad}; expected some of {list(SPLIT_SIZE_KEYS)}")
+        targets = tuple(spec.get("targets") or (target,))
+        try:
+            splits = make_splits(seed=seed, targets=targets, **split_spec)
+        except ValueError as exc:
+            raise ValueError(f"babel corpus: splits: {exc}") from exc
+    corpus = BabelCorpus(splits, stage=stage, target=target,
+                         surface_weights=spec.get("surface_weights") or dict(DEFAULT_SURFACE_WEIGHTS), seed=seed,
+                         concepts_per_document=tuple(spec.get("concepts_per_document") or (3, 6)))
+    if languages is not None:
+        extra = sorted(set(languages) - set(corpus.languages))
+        if extra:
+            raise ValueError(f"babel corpus ({stage}, target {target}) has languages {corpus.languages}; "
+                             f"not {extra}")
+    return corpus

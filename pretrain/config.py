@@ -213,9 +213,25 @@ def from_dict(data: dict[str, Any]) -> PretrainConfig:
 
 
 # ---------------------------------------------------------------------------------- recipes
+#: directories searched for ``<name>.yaml`` recipes (later entries win); see :func:`register_recipe_dir`
+RECIPE_DIRS: list[Path] = [RECIPES_DIR]
+
+
+def register_recipe_dir(path: str | Path) -> None:
+    """Make every ``<name>.yaml`` in ``path`` available as recipe ``name`` (other packages' recipes)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"recipe directory {str(path)!r} does not exist")
+    if path not in RECIPE_DIRS:
+        RECIPE_DIRS.append(path)
+
+
 def available_recipes() -> dict[str, Path]:
-    """Built-in recipes: every ``pretrain/recipes/<name>.yaml``."""
-    return {p.stem: p for p in sorted(RECIPES_DIR.glob("*.yaml"))}
+    """Recipes by name: every ``pretrain/recipes/<name>.yaml`` plus registered directories."""
+    found: dict[str, Path] = {}
+    for directory in RECIPE_DIRS:
+        found.update({p.stem: p for p in sorted(directory.glob("*.yaml"))})
+    return dict(sorted(found.items()))
 
 
 def recipe_path(recipe: str | Path) -> Path:
@@ -274,7 +290,7 @@ def load_config(recipe: str | Path, *, overrides: list[str] | None = None,
         data.setdefault("data", {})["mixture"] = str(mixture)
     data.setdefault("run", {})
     if isinstance(data["run"], dict):
-        data["run"].setdefault("recipe", path.stem if path.parent == RECIPES_DIR else str(path))
+        data["run"].setdefault("recipe", path.stem if path.parent in RECIPE_DIRS else str(path))
     return from_dict(data)
 
 
@@ -330,9 +346,17 @@ def validate(cfg: PretrainConfig) -> None:
     corpus = d.corpus
     if isinstance(corpus, dict):
         kind = corpus.get("kind")
-        _check(kind in ("embedded", "files", "jsonl", "parquet", "hf_disk"),
-               f"data.corpus.kind: expected embedded|files|jsonl|parquet|hf_disk, got {kind!r}")
-        if kind != "embedded":
+        _check(kind in ("embedded", "files", "jsonl", "parquet", "hf_disk", "babel"),
+               f"data.corpus.kind: expected embedded|files|jsonl|parquet|hf_disk|babel, got {kind!r}")
+        if kind == "babel":  # build it now: unknown fields, splits or languages fail before training
+            from .babel import babel_corpus
+
+            spec = {k: v for k, v in corpus.items() if k != "kind"}
+            try:
+                babel_corpus(languages=d.languages, **spec)
+            except (ValueError, TypeError) as exc:
+                raise ConfigError(f"data.corpus: {exc}") from exc
+        elif kind != "embedded":
             path = corpus.get("path")
             _check(isinstance(path, str) and bool(path), "data.corpus.path: required for kind " + repr(kind))
             _check(Path(path).exists(), f"data.corpus.path: no such file or directory {path!r}")

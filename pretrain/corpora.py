@@ -123,11 +123,15 @@ class EmbeddedCorpus(Corpus):
         return {"kind": self.kind, "seed": self.seed, "parallel_pairs": self.parallel_pairs,
                 "start": self.start}
 
-    def partner(self, language: str, index: int) -> str:
-        """The language a parallel pair of document ``index`` starts from (Python for targets)."""
-        if language != "python":
+    def partner(self, language: str, index: int) -> str | None:
+        """The language a parallel pair of document ``index`` starts from: Python for the other
+        languages, a seeded other language for Python; only languages of this corpus (so a
+        Python-only corpus has no pairs and never shows another language)."""
+        if language != "python" and "python" in self.languages:
             return "python"
-        others = [x for x in LANGUAGES if x != "python"]
+        others = [x for x in self.languages if x != language]
+        if not others:
+            return None
         return others[random.Random(f"partner:{self.seed}:{index}").randrange(len(others))]
 
     def is_pair(self, index: int) -> bool:
@@ -139,8 +143,8 @@ class EmbeddedCorpus(Corpus):
         program = generate_program(self.seed, index)
         text = render(program, language)
         source = f"embedded:{self.seed}:{index}"
-        if self.is_pair(index):
-            other = self.partner(language, index)
+        other = self.partner(language, index) if self.is_pair(index) else None
+        if other is not None:
             c_other, c_lang = _COMMENT[other], _COMMENT[language]
             text = (f"{c_other} {_DISPLAY[other]} version\n{render(program, other)}\n"
                     f"{c_lang} The same program in {_DISPLAY[language]}\n{text}")
@@ -420,11 +424,15 @@ def open_corpus(spec: dict | str, *, languages: Sequence[str] | None = None) -> 
         raise ValueError(f"corpus spec must be a string or a mapping, got {type(spec).__name__}")
     spec = dict(spec)
     kind = spec.pop("kind", None)
-    if kind not in _KINDS:
-        raise ValueError(f"corpus spec: 'kind' must be one of {', '.join(_KINDS)}, got {kind!r}")
+    if kind not in _KINDS and kind != "babel":
+        raise ValueError(f"corpus spec: 'kind' must be one of {', '.join([*_KINDS, 'babel'])}, got {kind!r}")
     if "languages" in spec:
         spec_languages = spec.pop("languages")
         languages = languages or spec_languages
+    if kind == "babel":  # the synthetic Babel benchmark's concept corpora (pretrain.babel)
+        from .babel import babel_corpus
+
+        return babel_corpus(languages=languages, **spec)
     cls = _KINDS[kind]
     if kind != "embedded" and "path" not in spec:
         raise ValueError(f"corpus spec of kind {kind!r}: missing 'path'")

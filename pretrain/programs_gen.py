@@ -262,6 +262,8 @@ class _Generator:
                                 left = self.use(rng.choice(ints_))
                             elif lists:
                                 left = Len(self.use(rng.choice(lists)))
+                            elif strs:
+                                left = Len(self.use(rng.choice(strs)))
                         return BinOp(rng.choice(["<", ">", "<=", ">=", "==", "!="]), left, right, BOOL)
                     strs_ = self.visible(STR)
                     left = self.use(rng.choice(strs_)) if strs_ else ToStr(self.expr(INT, depth + 1))
@@ -279,7 +281,10 @@ class _Generator:
                         right = compare()
                     return Logic(rng.choice(["and", "or"]), left, right)
                 options.append((1.5, logic))
-                options.append((1.0, lambda: Not(operand())))
+                def negation():
+                    x = operand()
+                    return Not(compare() if isinstance(x, Not) else x)  # no double negation
+                options.append((1.0, negation))
         else:
             same = [i for i in self.visible(type_) if not i.nullable]
             if same and not deep:

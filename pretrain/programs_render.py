@@ -1048,7 +1048,7 @@ class CppRenderer(_BraceRenderer):
 
     def e_Len(self, e: Len) -> str:
         method = "length" if e.operand.type == STR else "size"
-        return f"static_cast<int>({self.atom(e.operand)}.{method}())"
+        return f"{self.atom(e.operand)}.{method}()"  # size_t: converts implicitly where an int is needed
 
     def e_Sum(self, e: Sum) -> str:
         self.imports.add("numeric")

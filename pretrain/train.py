@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -273,16 +272,8 @@ def train(cfg: PretrainConfig, out: str | Path, *, command: str | None = None, d
     main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
     say = (log or (lambda msg: print(msg, file=sys.stderr, flush=True))) if main else (lambda msg: None)
 
-    # ---- run directory: refuse incompatible configs, record config + command
+    # ---- run directory: refuse incompatible configs; then data (prepared once, reused on resume)
     check_resumable(cfg, out)
-    if main:
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out / "config.yaml", cfg.to_yaml())
-        with open(out / "command.txt", "a", encoding="utf-8") as fh:
-            fh.write((command or " ".join(sys.argv)) + "\n")
-    accelerator.wait_for_everyone()
-
-    # ---- data
     if data is None:
         data = prepare_data(cfg, out, is_main=main, wait=accelerator.wait_for_everyone)
     schedule, tokenizer = data.schedule, data.tokenizer
@@ -293,10 +284,18 @@ def train(cfg: PretrainConfig, out: str | Path, *, command: str | None = None, d
                           f"= {world} x {grad_accum}")
     rows_per_rank = batch_size // world
     micro = rows_per_rank // grad_accum
-    total_steps = cfg.optim.steps or schedule.total_steps(batch_size)
-    if total_steps <= 0:
-        raise ConfigError(f"optim.steps: the token budgets give {total_steps} steps at batch "
-                          f"{batch_size} x context {context}; raise data.tokens or lower optim.batch_size")
+    available_steps = schedule.total_steps(batch_size)
+    total_steps = cfg.optim.steps or available_steps
+    if total_steps <= 0 or total_steps > available_steps:
+        raise ConfigError(f"optim.steps: the token budgets hold {available_steps} steps of {batch_size} rows x "
+                          f"{context + 1} tokens" + (f", fewer than {total_steps}" if total_steps > 0 else "")
+                          + "; raise data.tokens, lower optim.batch_size or optim.steps")
+    if main:   # every check passed: record the resolved config and the command
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "config.yaml", cfg.to_yaml())
+        with open(out / "command.txt", "a", encoding="utf-8") as fh:
+            fh.write((command or " ".join(sys.argv)) + "\n")
+    accelerator.wait_for_everyone()
     lr_at = LRSchedule(cfg.optim.lr, total_steps, cfg.optim.warmup, cfg.optim.schedule, cfg.optim.min_lr_ratio)
     snaps = set(snapshot_steps(total_steps, schedule=cfg.snapshots.schedule, every=cfg.snapshots.every,
                                log_max=cfg.snapshots.log_max, extra=cfg.snapshots.steps))

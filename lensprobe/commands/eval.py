@@ -95,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
             from lensprobe.checkpoints import CheckpointSeries
             from lensprobe.evaluate.probe import evaluate_checkpoints
 
-            series = CheckpointSeries.from_run_dir(args.run_dir)
+            factory = getattr(CheckpointSeries, "from_run_dir", CheckpointSeries)
+            series = factory(args.run_dir)
             table = evaluate_checkpoints(series, {problems[0].language: problems}, ks=ks, **gen, **common)
             print(table.to_string(index=False))
             if args.out:

@@ -90,6 +90,7 @@ def evaluate_samples(problems_path: str | Path | Sequence[Problem],
         raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
     lang = canonical_language(language) if language else None
     problems = _problems(problems_path, family, lang)
+    source = str(problems_path) if isinstance(problems_path, (str, Path)) else "the given problems"
     fam = problems[0].family
     lang = problems[0].language
     by_id = {p.task_id: p for p in problems}
@@ -97,7 +98,7 @@ def evaluate_samples(problems_path: str | Path | Sequence[Problem],
         wanted = list(dict.fromkeys(task_ids))
         unknown = [t for t in wanted if t not in by_id]
         if unknown:
-            raise DatasetError(f"{problems_path}: unknown task_id(s) {unknown[:5]}")
+            raise DatasetError(f"{source}: unknown task_id(s) {unknown[:5]}")
         problems = [by_id[t] for t in wanted]
     excluded = unpassable(fam, lang) if exclude_unpassable else {}
     excluded = {t: r for t, r in excluded.items() if t in by_id and any(p.task_id == t for p in problems)}
@@ -116,7 +117,7 @@ def evaluate_samples(problems_path: str | Path | Sequence[Problem],
         counts: dict[str, int] = {}
         unknown = sorted({r["task_id"] for r in recs if r["task_id"] not in by_id})
         if unknown:
-            raise DatasetError(f"samples name task_id(s) not in {problems_path}: {unknown[:5]}")
+            raise DatasetError(f"samples name task_id(s) not in {source}: {unknown[:5]}")
         keep = {p.task_id: p for p in problems}
         for r in recs:
             t = r["task_id"]

@@ -17,7 +17,7 @@ from .allocation import Allocation, InfeasibleAllocation, allocate, project_to_b
 from .babel import (LogLinearFit, NoFiniteTokens, PythonShare, fit_log_linear, parse_tokens, python_share_from_loss,
                     python_share_from_tokens, sliding_mean, tokens_for_share)
 from .fitting import BootstrapResult, LawFit, Validation, fit_law
-from .laws import LAWS, Law, make_law, register_law
+from .laws import Law, list_laws, make_law, register_law
 from .mixture_file import read_mixture, write_mixture
 from .recommend import (MixtureRecommendation, PredictedVsActual, Recommendation, predicted_vs_actual,
                         recommend_mixture, recommend_tokens)
@@ -31,7 +31,7 @@ __all__ = [
     "sliding_mean", "PythonShare", "LogLinearFit", "NoFiniteTokens",
     "BabelRun", "load_run", "recommend_tokens", "recommend_mixture", "predicted_vs_actual", "Recommendation",
     "MixtureRecommendation", "PredictedVsActual",
-    "fit_law", "LawFit", "BootstrapResult", "Validation", "make_law", "register_law", "Law", "LAWS",
+    "fit_law", "LawFit", "BootstrapResult", "Validation", "make_law", "register_law", "Law", "list_laws",
     "synergy_matrix", "tau_from_synergy",
     "allocate", "Allocation", "InfeasibleAllocation", "project_to_box_simplex",
     "write_mixture", "read_mixture",

@@ -24,7 +24,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["Law", "make_law", "LAWS", "register_law"]
+__all__ = ["Law", "make_law", "list_laws", "register_law"]
 
 
 @dataclass(frozen=True)
@@ -78,7 +78,8 @@ def make_law(name: str, x: Sequence[str] | None = None, **options) -> Law:
     return _REGISTRY[name](tuple(x) if x is not None else None, **options)
 
 
-def LAWS() -> list[str]:  # noqa: N802 - a registry listing
+def list_laws() -> list[str]:
+    """Names of the registered laws."""
     return sorted(_REGISTRY)
 
 
@@ -192,14 +193,27 @@ def _multilingual(x, *, tau=None, **_):
     T = T.copy()
     np.fill_diagonal(T, 0.0)
 
-    def predict(th, X):
+    def parts(th, X):
         a, b, g = th[0], th[1], th[2]
         al, be, le = th[3:3 + k], th[3 + k:3 + 2 * k], th[3 + 2 * k:]
         N, D, P = X[:, 0], X[:, 1], X[:, 2:]
-        alpha, beta, E = P @ al, P @ be, P @ np.exp(le)
         syn = np.einsum("ni,ij,nj->n", P, T, P)
-        Dx = D * np.maximum(1.0 + g * syn, 1e-9)
-        return E + np.exp(a - alpha * np.log(N)) + np.exp(b - beta * np.log(Dx))
+        factor = 1.0 + g * syn
+        lnDx = np.log(D) + np.log(np.maximum(factor, 1e-9))
+        lnN = np.log(N)
+        beta = P @ be
+        t1 = np.exp(a - (P @ al) * lnN)
+        t2 = np.exp(b - beta * lnDx)
+        return P, P @ np.exp(le), t1, t2, lnN, lnDx, beta, syn, factor, le
+
+    def predict(th, X):
+        _, E, t1, t2, *_ = parts(th, X)
+        return E + t1 + t2
+
+    def jac(th, X):
+        P, _, t1, t2, lnN, lnDx, beta, syn, factor, le = parts(th, X)
+        dg = np.where(factor > 1e-9, -t2 * beta * syn / np.maximum(factor, 1e-9), 0.0)
+        return np.column_stack([t1, t2, dg, -(t1 * lnN)[:, None] * P, -(t2 * lnDx)[:, None] * P, P * np.exp(le)])
 
     def init_box(X, y):
         lo = np.concatenate([[0.0, 0.0, 0.0], np.zeros(k), np.zeros(k), np.full(k, -1.0)])
@@ -211,7 +225,7 @@ def _multilingual(x, *, tau=None, **_):
     return Law(
         name="multilingual", formula="L = E_p + A/N^alpha_p + B/D_p^beta_p, D_p = D(1 + gamma sum_{i!=j} p_i p_j tau_ij)",
         x=x, theta_names=("log_A", "log_B", "gamma") + names[3:3 + 2 * k] + tuple(f"log_E_{l}" for l in langs),
-        param_names=names, predict=predict, jacobian=None,
+        param_names=names, predict=predict, jacobian=jac,
         to_natural=lambda th: np.concatenate([np.exp(th[:2]), th[2:3 + 2 * k], np.exp(th[3 + 2 * k:])]),
         from_natural=lambda p: np.concatenate([np.log(p[:2]), p[2:3 + 2 * k], np.log(p[3 + 2 * k:])]),
         init_box=init_box,

@@ -58,7 +58,13 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if path.is_dir():
         if (path / "results").is_dir() and not any(path.glob("*.parquet")):
             path = path / "results"
-        return pd.read_parquet(path)
+        # one file per checkpoint (lensprobe.sweep); hidden files are in-flight atomic writes
+        files = sorted(p for p in path.glob("*.parquet") if not p.name.startswith((".", "_")))
+        if not files:
+            raise FileNotFoundError(f"{path}: no sweep results (*.parquet); run `lensprobe sweep` first")
+        frames = [pd.read_parquet(p) for p in files]
+        frames = [f for f in frames if not f.empty]
+        return pd.concat(frames, ignore_index=True) if frames else pd.read_parquet(files[0])
     suffix = path.suffix.lower()
     if suffix in (".parquet", ".pq"):
         return pd.read_parquet(path)

@@ -16,12 +16,14 @@ pass, see :mod:`lensprobe.lape.null`).
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-__all__ = ["ActivationCounter", "neuron_modules", "backbone"]
+__all__ = ["ActivationCounter", "BatchPlan", "neuron_modules", "backbone", "aggregate_probabilities",
+           "count_activations"]
 
 
 def neuron_modules(model: torch.nn.Module, adapter: Any = None) -> list[torch.nn.Module]:
@@ -41,6 +43,18 @@ def backbone(model: torch.nn.Module) -> torch.nn.Module:
     prefix = getattr(model, "base_model_prefix", "")
     inner = getattr(model, prefix, None) if prefix else None
     return inner if isinstance(inner, torch.nn.Module) else model
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """One batch's layout, computed once and used for every layer (see :meth:`ActivationCounter.prepare`)."""
+
+    shape: tuple[int, int]            #: (batch, positions)
+    gids: torch.Tensor                #: int64 [U]: the distinct groups of the batch
+    weights: torch.Tensor | None      #: float32 [U, batch*positions]: 1 on group u's non-padding tokens
+    mask: torch.Tensor                #: bool [batch, positions]
+    row_slot: torch.Tensor            #: int64 [batch]: index into gids of each row
+    single: int | None = None         #: the group when the whole batch is one group
 
 
 class ActivationCounter:
@@ -70,7 +84,7 @@ class ActivationCounter:
         self.over_zero: torch.Tensor | None = None
         self.n_tokens = torch.zeros(self.n_groups, dtype=torch.int64)
         self._seen_layers: set[int] = set()
-        self._current: tuple | None = None
+        self._current: BatchPlan | None = None
         if self.n_neurons is not None and self.device is not None:
             self._allocate(self.n_neurons, self.device)
 
@@ -111,38 +125,13 @@ class ActivationCounter:
     def update(self, layer: int, activation: torch.Tensor, attention_mask: torch.Tensor | None = None,
                groups: torch.Tensor | Sequence[int] | int | None = None) -> None:
         """Add one layer's activation ``[batch, positions, neurons]`` (or ``[batch*positions, neurons]``)."""
-        if not 0 <= layer < self.n_layers:
-            raise ValueError(f"layer index {layer} out of range [0, {self.n_layers})")
-        act = activation.detach()
-        if attention_mask is not None:
-            b, t = attention_mask.shape
-            act = act.reshape(b, t, act.shape[-1])
-        elif act.dim() == 2:
-            act = act.unsqueeze(0)
-        if act.dim() != 3:
-            raise ValueError(f"activation must be [batch, positions, neurons], got shape {tuple(activation.shape)}")
-        if self.over_zero is None:
-            self._allocate(act.shape[-1], act.device)
-        elif act.shape[-1] != self.n_neurons:
-            raise ValueError(f"layer {layer} has {act.shape[-1]} neurons, expected {self.n_neurons}")
-        g = self._as_groups(groups, act.shape[0], self.over_zero.device)
-        self._check_group(g)
-        mask = None
-        if attention_mask is not None and not bool(attention_mask.all()):
-            mask = attention_mask.to(device=act.device, dtype=torch.bool)
-        self._accumulate(layer, act, mask, g)
-
-    def _accumulate(self, layer: int, act: torch.Tensor, mask: torch.Tensor | None, g: torch.Tensor | int) -> None:
-        """Hot path (validated inputs): ``act`` [batch, positions, neurons], ``mask`` None when no padding."""
-        positive = act > 0
-        if mask is not None:
-            positive &= mask.unsqueeze(-1)
-        if isinstance(g, int):
-            self.over_zero[g, layer] += positive.sum(dim=(0, 1)).to(self.over_zero.device)
-        else:
-            per_row = positive.sum(dim=1).to(self.over_zero.device)  # [batch, neurons]
-            self.over_zero[:, layer].index_add_(0, g.to(self.over_zero.device), per_row)
-        self._seen_layers.add(layer)
+        if attention_mask is None:
+            if activation.dim() == 2:
+                activation = activation.unsqueeze(0)
+            if activation.dim() != 3:
+                raise ValueError(f"activation must be [batch, positions, neurons], got {tuple(activation.shape)}")
+            attention_mask = torch.ones(activation.shape[:2], dtype=torch.long, device=activation.device)
+        self.update_prepared(layer, activation, self.prepare(attention_mask, groups))
 
     def add_tokens(self, attention_mask: torch.Tensor, groups: torch.Tensor | Sequence[int] | int | None = None) -> None:
         """Count the non-padding tokens of one batch (once per batch, not per layer)."""
@@ -184,32 +173,66 @@ class ActivationCounter:
     @contextlib.contextmanager
     def batch_context(self, attention_mask: torch.Tensor, groups: torch.Tensor | Sequence[int] | int | None = None):
         """Within this block, hooked forwards count under this padding mask and these groups."""
-        self._current = prepared = self.prepare(attention_mask, groups)
+        self._current = self.prepare(attention_mask, groups)
         try:
             yield
         finally:
             self._current = None
-        self.add_tokens(attention_mask, prepared[1])
+        self.add_tokens(attention_mask, groups)
 
-    def prepare(self, attention_mask: torch.Tensor, groups: torch.Tensor | Sequence[int] | int | None = None) -> tuple:
+    def prepare(self, attention_mask: torch.Tensor, groups: torch.Tensor | Sequence[int] | int | None = None
+                ) -> BatchPlan:
         """Validate one batch's mask and groups once, for :meth:`update_prepared` on every layer."""
+        if attention_mask.dim() != 2:
+            raise ValueError(f"attention_mask must be [batch, positions], got {tuple(attention_mask.shape)}")
         dev = self.over_zero.device if self.over_zero is not None else attention_mask.device
-        g = self._as_groups(groups, attention_mask.shape[0], dev)
+        b, t = attention_mask.shape
+        g = self._as_groups(groups, b, dev)
         self._check_group(g)
-        mask = None if bool(attention_mask.all()) else attention_mask.to(dtype=torch.bool)
-        return (mask, g, tuple(attention_mask.shape))
+        if isinstance(g, int):
+            gids = torch.tensor([g], dtype=torch.int64, device=dev)
+            row_slot = torch.zeros(b, dtype=torch.int64, device=attention_mask.device)
+        else:
+            gids, row_slot = torch.unique(g, return_inverse=True)
+            row_slot = row_slot.to(attention_mask.device)
+        onehot = torch.nn.functional.one_hot(row_slot, len(gids)).to(torch.float32)  # [batch, U]
+        weights = None
+        if b * t < 2 ** 24:  # fp32 sums of 0/1 values are exact below 2^24 terms
+            weights = (onehot.T[:, :, None] * attention_mask.to(torch.float32)[None]).reshape(len(gids), b * t)
+        return BatchPlan((b, t), gids, weights, attention_mask.to(torch.bool), row_slot,
+                         g if isinstance(g, int) else None)
 
-    def update_prepared(self, layer: int, output: torch.Tensor, prepared: tuple) -> None:
-        """Fast :meth:`update` for a batch validated by :meth:`prepare` (called from forward hooks)."""
-        mask, groups, shape = prepared
-        act = output.detach().reshape(shape[0], shape[1], output.shape[-1])
+    def update_prepared(self, layer: int, output: torch.Tensor, plan: BatchPlan) -> None:
+        """Fast :meth:`update` for a batch planned by :meth:`prepare` (called from forward hooks).
+
+        Per group the count is ``weights @ (activation > 0)``: one matrix product over the
+        batch's tokens, where ``weights[u, token]`` is 1 on the non-padding tokens of group ``u``.
+        """
+        if not 0 <= layer < self.n_layers:
+            raise ValueError(f"layer index {layer} out of range [0, {self.n_layers})")
+        b, t = plan.shape
+        n = output.shape[-1]
+        if output.numel() != b * t * n:
+            raise ValueError(f"layer {layer}: activation of shape {tuple(output.shape)} does not match the "
+                             f"batch {b}x{t}")
         if self.over_zero is None:
-            self._allocate(act.shape[-1], act.device)
-        elif act.shape[-1] != self.n_neurons:
-            raise ValueError(f"layer {layer} has {act.shape[-1]} neurons, expected {self.n_neurons}")
-        if mask is not None and mask.device != act.device:
-            mask = mask.to(act.device)
-        self._accumulate(layer, act, mask, groups)
+            self._allocate(n, output.device)
+        elif n != self.n_neurons:
+            raise ValueError(f"layer {layer} has {n} neurons, expected {self.n_neurons}")
+        positive = output.detach().reshape(b * t, n) > 0
+        if plan.weights is not None:
+            w = plan.weights if plan.weights.device == positive.device else plan.weights.to(positive.device)
+            part = (w @ positive.to(torch.float32)).round_().to(torch.int64)  # [groups in batch, n]
+        else:  # a huge batch: exact integer path
+            rows = (positive.view(b, t, n) & plan.mask.to(positive.device).unsqueeze(-1)).sum(dim=1)
+            part = torch.zeros(len(plan.gids), n, dtype=torch.int64, device=rows.device)
+            part.index_add_(0, plan.row_slot.to(rows.device), rows)
+        part = part.to(self.over_zero.device)
+        if plan.single is not None:
+            self.over_zero[plan.single, layer] += part[0]
+        else:
+            self.over_zero[:, layer].index_add_(0, plan.gids.to(self.over_zero.device), part)
+        self._seen_layers.add(layer)
 
     @torch.no_grad()
     def forward(self, model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,

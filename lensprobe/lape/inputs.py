@@ -214,12 +214,16 @@ class LapeInputs:
 
     def digest(self) -> str:
         """Content hash of the token ids (part of the probe's input key and resume key)."""
+        cached = self.__dict__.get("_digest")
+        if cached is not None:
+            return cached
         h = hashlib.sha256()
         for lang, seqs in self.sequences.items():
             h.update(lang.encode() + b"\0")
             for s in seqs:
                 h.update(np.asarray(s, dtype=np.int64).tobytes() + b"|")
-        return h.hexdigest()[:16]
+        self.__dict__["_digest"] = h.hexdigest()[:16]  # immutable inputs: compute once
+        return self.__dict__["_digest"]
 
     def group_layout(self, n_groups: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Split each language's sequences into ``min(n_groups, #sequences)`` contiguous groups.
@@ -256,7 +260,7 @@ class LapeInputs:
                 for row, s in enumerate(chunk):
                     n = len(s)
                     sl = slice(0, n) if padding_side == "right" else slice(width - n, width)
-                    ids[row, sl] = torch.as_tensor(np.asarray(s), dtype=torch.long)
+                    ids[row, sl] = torch.from_numpy(np.array(s, dtype=np.int64))
                     mask[row, sl] = 1
                     meta.append({"language": lang, "group": int(seq_groups[lang][start + row]),
                                  "index": start + row})

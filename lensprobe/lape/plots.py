@@ -13,7 +13,8 @@ import pandas as pd
 
 from lensprobe.lape.selection import LapeResult
 
-__all__ = ["plot_lape_counts", "plot_lape_layers", "plot_lape_layer_heatmap", "plot_lape_gap"]
+__all__ = ["plot_lape_counts", "plot_lape_layers", "plot_lape_layer_heatmap", "plot_lape_gap",
+           "plot_counts_over_steps", "plot_layer_distribution"]
 
 
 def _lape_rows(table: pd.DataFrame) -> pd.DataFrame:
@@ -149,3 +150,8 @@ def plot_lape_gap(table: pd.DataFrame, *, x: str = "step", ax=None, figsize=(6.5
     ax.set_title("Language specificity of LAPE neurons")
     fig.tight_layout()
     return fig
+
+
+#: names used by :mod:`lensprobe.plot`
+plot_counts_over_steps = plot_lape_counts
+plot_layer_distribution = plot_lape_layers

@@ -104,8 +104,8 @@ class LapeProbe(Probe):
         self.result = self.null = None
         self._groups_cache = None
 
-    def _prepared(self, batch: Batch) -> tuple:
-        """The counter's validated (mask, groups, shape) for ``batch``, computed once per batch."""
+    def _prepared(self, batch: Batch):
+        """The counter's :class:`~lensprobe.lape.counting.BatchPlan` for ``batch``, computed once per batch."""
         key = id(batch)
         if self._groups_cache is not None and self._groups_cache[0] == key:
             return self._groups_cache[1]
@@ -129,7 +129,8 @@ class LapeProbe(Probe):
         self.counter.update_prepared(layer, output, self._prepared(batch))
 
     def on_batch_end(self, batch: Batch, logits: torch.Tensor | None = None) -> None:
-        self.counter.add_tokens(batch.attention_mask, self._prepared(batch)[1])
+        plan = self._prepared(batch)
+        self.counter.add_tokens(batch.attention_mask, plan.gids[plan.row_slot])
 
     def finalize(self) -> list[dict[str, Any]]:
         if self.counter is None:

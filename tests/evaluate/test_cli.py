@@ -69,3 +69,25 @@ def test_cli_generates_from_checkpoint(eval_data, tmp_path, tokenizer, capsys):
     gen = [json.loads(l) for l in samples_out.read_text().splitlines()]
     assert [g["task_id"] for g in gen] == ["MBPHP/1", "MBPHP/2"]
     assert summary["problems"] == 2 and summary["pass@1"] == 0.0  # a random model writes no valid PHP
+
+
+def test_cli_run_dir_gives_pass_at_k_rows_per_checkpoint(tmp_path, tokenizer, capsys):
+    pytest.importorskip("lensprobe.checkpoints")
+    from lensprobe.probe import CHECKPOINT_COLUMNS, ROW_COLUMNS
+    from lensprobe.testing import tiny_model
+
+    run = tmp_path / "run"
+    for step in (10, 20):
+        tiny_model("gpt2", vocab_size=259, n_positions=1024, seed=step).save_pretrained(run / f"step{step}")
+        tokenizer.save_pretrained(run / f"step{step}")
+    problems = tmp_path / "p.jsonl"
+    problems.write_text(json.dumps({"task_id": "MBPP/1", "language": "python", "entry_point": "one",
+                                    "prompt": "def one():\n", "test": "\ndef check(c):\n    assert c() == 1\n"}) + "\n")
+    out = tmp_path / "rows.csv"
+    rc = main(["eval", str(problems), "--family", "mxeval", "--run-dir", str(run), "--max-new-tokens", "4",
+               "--quiet", "--out", str(out)])
+    assert rc == 0
+    table = pd.read_csv(out)
+    assert list(table.columns) == list(CHECKPOINT_COLUMNS + ROW_COLUMNS)
+    assert table["step"].tolist() == [10, 20] and set(table["metric"]) == {"pass@1"}
+    assert table["value"].tolist() == [0.0, 0.0] and table["n"].tolist() == [1, 1]

@@ -81,7 +81,12 @@ def test_n_samples_and_seed_determinism(model, tokenizer):
 def test_eval_probe_over_a_series_gives_rows(model, tokenizer):
     from lensprobe.evaluate.probe import evaluate_checkpoints
 
-    probs = [Problem("X/1", "mxeval", "python", "def one():\n", "\ndef check(c):\n    assert c() == 1\n", "one")]
+    # X/1 is passed by any completion that stays inside the comment (cut at the first line break);
+    # X/2 needs `return 1`, which a random model does not write -> pass@1 = 0.5 exactly
+    probs = [Problem("X/1", "multipl-e", "python", "def one():\n    return 1\n#",
+                     "\ndef check(c):\n    assert c() == 1\ncheck(one)\n", stop_tokens=("\n", "\r", "\x00")),
+             Problem("X/2", "multipl-e", "python", "def one():\n",
+                     "\ndef check(c):\n    assert c() == 1\ncheck(one)\n", stop_tokens=("\n\n",))]
     other = tiny_model("llama", vocab_size=259, seed=4, max_position_embeddings=512)
 
     class Series:
@@ -95,5 +100,4 @@ def test_eval_probe_over_a_series_gives_rows(model, tokenizer):
     assert list(table.columns) == list(CHECKPOINT_COLUMNS + ROW_COLUMNS)
     assert table["checkpoint"].tolist() == ["step1", "step2"]
     assert set(table["probe"]) == {"eval"} and set(table["metric"]) == {"pass@1"}
-    # a random model cannot write `    return 1`: its completion fails
-    assert table["value"].tolist() == [0.0, 0.0] and table["n"].tolist() == [1, 1]
+    assert table["value"].tolist() == [0.5, 0.5] and table["n"].tolist() == [2, 2]

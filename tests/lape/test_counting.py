@@ -85,6 +85,21 @@ def test_counter_update_matches_numpy():
     assert probs.dtype == np.float32
 
 
+def test_integer_fallback_path_equals_matmul_path():
+    import dataclasses
+
+    rng = np.random.default_rng(3)
+    act = torch.from_numpy(rng.normal(size=(4, 6, 9)).astype(np.float32))
+    mask = torch.from_numpy((rng.uniform(size=(4, 6)) > 0.4).astype(np.int64))
+    fast, exact = ActivationCounter(n_layers=1, n_groups=3), ActivationCounter(n_layers=1, n_groups=3)
+    plan = fast.prepare(mask, [2, 0, 2, 1])
+    assert plan.weights is not None and plan.single is None
+    fast.update_prepared(0, act, plan)
+    exact.update_prepared(0, act, dataclasses.replace(plan, weights=None))
+    np.testing.assert_array_equal(fast.over_zero.numpy(), exact.over_zero.numpy())
+    assert fast.over_zero.sum() > 0
+
+
 def test_gpt2_matches_manual_act_c_fc_ln2(ragged_fn, tiny):
     model = tiny("gpt2", 0)
     groups = [ragged_fn(1, n=5), ragged_fn(2, n=4)]

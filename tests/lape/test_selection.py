@@ -122,6 +122,17 @@ def test_matches_loop_reference_on_random_inputs(seed):
     ref, tau, bar = reference_select(probs, kw["top_rate"], kw["filter_rate"], kw["activation_bar_ratio"])
     assert res.filter_threshold == tau and res.activation_bar == bar
     assert as_sets(res) == ref
+    n_select = round(L * N * kw["top_rate"])
+    if res.n_passing_filter >= n_select and kw["filter_rate"] == kw["activation_bar_ratio"]:
+        assert res.n_distinct == n_select
+
+
+def test_count_formula_gives_the_papers_llama2_7b_number():
+    # LLaMA-2-7B: 32 layers x 11008 neurons, 7 languages; the authors' released sets hold 3523 neurons
+    rng = np.random.default_rng(0)
+    probs = rng.uniform(0, 1, size=(7, 32, 11008)).astype(np.float32)
+    res = lape_select(probs, languages=["en", "zh", "fr", "es", "vi", "id", "ja"])
+    assert len(res.selected) == res.n_distinct == 3523
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -121,4 +121,25 @@ def test_plots_show_the_table(table):
     assert len(fig4.axes[0].get_lines()) >= 4
     with pytest.raises(ValueError, match="language 'go'"):
         plot_lape_layer_heatmap(df, language="go")
+    from lensprobe import plot  # the package-level re-exports delegate here
+
+    again = plot.plot_lape_counts(df).axes[0]
+    assert len([ln for ln in again.get_lines() if len(ln.get_xdata())]) == 4
+    assert plot.plot_lape_layers(df).axes[0].get_xlabel() == "layer (block)"
     plt.close("all")
+
+
+def test_lape_probe_in_a_sweep(table, run_dir, tmp_path):
+    from lensprobe.sweep import read_sweep, run_sweep
+
+    df, _ = table
+    run, store = run_dir
+    inputs = LapeInputs.from_token_store(store, ["python", "php"], seq_len=50, tokens_per_language=300)
+    probe = LapeProbe(inputs, n_groups=4, null_permutations=2)
+    # LapeProbe reads token ids and never uses the tokenizer; the toy run has no tokenizer files
+    run_sweep(str(run), [probe], out_dir=tmp_path / "sweep", tokenizer=object(), progress=False,
+              log=lambda *a: None)
+    swept = read_sweep(tmp_path / "sweep")
+    swept = swept[swept.metric == "n_neurons"].sort_values(["step", "language", "layer"], na_position="first")
+    mine = df[df.metric == "n_neurons"].sort_values(["step", "language", "layer"], na_position="first")
+    np.testing.assert_array_equal(swept.value.to_numpy(), mine.value.to_numpy())

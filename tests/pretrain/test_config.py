@@ -87,3 +87,17 @@ def test_differences_that_matter_ignore_harmless_fields():
     assert differences_that_matter(a, b) == []
     c = load_config("python-mono", overrides=["optim.lr=0.5", "threads=3"]).to_dict()
     assert differences_that_matter(a, c) == ["optim.lr"]
+
+
+def test_registered_recipe_directories_are_discovered_by_name(tmp_path, monkeypatch):
+    import pretrain.config as config
+
+    monkeypatch.setattr(config, "RECIPE_DIRS", list(config.RECIPE_DIRS))
+    (tmp_path / "babel-test.yaml").write_text(yaml.safe_dump(
+        {"run": {"name": "b"}, "data": {"tokens": {"python": "1M"}}, "model": {"size": "tiny"}}))
+    with pytest.raises(ConfigError, match="unknown recipe 'babel-test'"):
+        load_config("babel-test")
+    config.register_recipe_dir(tmp_path)
+    assert "babel-test" in available_recipes()
+    cfg = load_config("babel-test")
+    assert cfg.run.recipe == "babel-test" and budgets(cfg) == {"python": 1_000_000}

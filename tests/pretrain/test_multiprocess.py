@@ -48,8 +48,8 @@ def test_two_process_ddp_matches_single_process(tmp_path, prepared_dir):  # noqa
     wb = load_file(str(out / "checkpoint-12" / "model.safetensors"))
     for k in wa:
         torch.testing.assert_close(wb[k], wa[k], rtol=1e-4, atol=1e-5)
-    assert read_log(out / "val.jsonl") == pytest.approx(read_log(single / "val.jsonl")) or all(
-        r1["loss"] == pytest.approx(r2["loss"], rel=1e-5)
-        for r1, r2 in zip(read_log(out / "val.jsonl"), read_log(single / "val.jsonl")))
+    va, vb = read_log(single / "val.jsonl"), read_log(out / "val.jsonl")
+    assert [(r["step"], r["language"], r["tokens"]) for r in vb] == [(r["step"], r["language"], r["tokens"]) for r in va]
+    np.testing.assert_allclose([r["loss"] for r in vb], [r["loss"] for r in va], rtol=1e-5)
     assert sorted(p.name for p in (out / "resume" / "state-12").iterdir()) == [
         "optimizer.bin", "pytorch_model.bin", "random_states_0.pkl", "random_states_1.pkl", "trainer.json"]

@@ -306,6 +306,14 @@ def test_budget_over_repetition_cap_fails_before_training(tmp_path, prepared_dir
     assert str(err.value) == (f"data.tokens.python: budget 100,000 tokens is over the repetition cap "
                               f"(data.max_epochs=2 x {available:,} available python tokens)")
     assert not list(out.glob("checkpoint-*")) and not (out / "loss.jsonl").exists()
+    assert not (out / "config.yaml").exists()        # nothing recorded: a corrected config may use `out`
+    fixed = make_cfg(data={**cfg.data.__dict__, "tokens": {"python": 2 * available, "php": 100}},
+                     tokenizer={"path": str(prepared_dir / "tokenizer")}, optim__steps=2)
+    assert train(fixed, out).step == 2
+    with pytest.raises(ConfigError, match=r"^optim\.steps: the token budgets hold \d+ steps of 8 rows x 9 tokens, "
+                                          r"fewer than 10000"):
+        train(make_cfg(data=fixed.data.__dict__, tokenizer={"path": str(prepared_dir / "tokenizer")},
+                       optim__steps=10000), tmp_path / "other")
     # a missing corpus directory fails at config time, naming the field
     with pytest.raises(ConfigError, match=r"^data\.corpus\.path: no such file or directory"):
         make_cfg(data={"corpus": {"kind": "files", "path": str(tmp_path / "gone")}, "languages": ["python"],
@@ -347,3 +355,29 @@ def test_snapshots_load_as_a_checkpoint_series_with_lens_check(full_run, data_fo
                 torch.testing.assert_close(model(input_ids=x).logits, ref(input_ids=x).logits, rtol=1e-4, atol=1e-5)
         seen.append(info.step)
     assert seen == steps
+
+
+def test_sigterm_saves_resume_state_and_stops(full_run, tmp_path, data_for):
+    """SIGTERM during step 7: the step completes, resume state-7 is written, the re-run matches."""
+    cfg, ref, _ = full_run
+    data = data_for(cfg)
+    real = data.schedule
+
+    class Terminating:
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def batch(self, step, **kw):
+            if step == 6:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return real.batch(step, **kw)
+
+    data.schedule = Terminating()
+    out = tmp_path / "run"
+    r = train(cfg, out, data=data)
+    assert (r.status, r.step) == ("interrupted", 7)
+    assert sorted(list_resume_states(out)) == [5, 7]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL            # handler restored
+    r2 = train(cfg, out, data=data_for(cfg))
+    assert r2.step == STEPS
+    assert strip_timing(read_log(out / "loss.jsonl")) == strip_timing(read_log(ref / "loss.jsonl"))

@@ -44,6 +44,11 @@ def test_parallel_pairs_put_a_program_before_its_translation():
         assert doc.source.endswith(":pair:python")
     singles = [(i, d) for i, d in enumerate(docs) if ":pair:" not in d.source]
     assert all(d.text == render(generate_program(2, i), "php") for i, d in singles)
+    # partners come from the corpus's own languages only
+    only_python = EmbeddedCorpus(seed=2, parallel_pairs=1.0, languages=["python"])
+    assert all(":pair:" not in d.source for d in take(only_python.documents("python"), 5))
+    two = EmbeddedCorpus(seed=2, parallel_pairs=1.0, languages=["python", "go"])
+    assert all(d.source.endswith(":pair:go") for d in take(two.documents("python"), 5))
     with pytest.raises(ValueError, match="parallel_pairs"):
         EmbeddedCorpus(parallel_pairs=1.5)
 

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from pretrain.programs import LANGUAGES, Function, generate_program, render
+from pretrain.programs import LANGUAGES, generate_program, render
 from pretrain.programs_gen import _NOUNS, _VERBS
 
 from . import syntax_tools
@@ -56,10 +56,10 @@ def test_the_same_program_in_every_language(index):
                     "go": rf"func {name}\(", "csharp": rf"static \S+ {name}\(",
                     "cpp": rf"\n\S[^\n]* {name}\([^;]*\) {{"}[lang]
             assert len(re.findall(defs, text)) == 1, (lang, name)
-            # the helper is called as often in every language
-        calls = {lang: sum(render(program, lang).count(_function_name(f.name, lang) + "(")
-                           for f in program.functions) for lang in LANGUAGES}
-        assert len(set(calls.values())) == 1, calls
+    # every helper is called as often in every language
+    calls = {lang: sum(render(program, lang).count(_function_name(f.name, lang) + "(")
+                       for f in program.functions) for lang in LANGUAGES}
+    assert len(set(calls.values())) == 1, calls
 
 
 def test_python_rendering_matches_the_model():

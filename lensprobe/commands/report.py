@@ -1,0 +1,42 @@
+"""``lensprobe report``: one self-contained HTML file for a sweep / run directory.
+
+    lensprobe sweep runs/php --out sweeps/php --probe ...
+    lensprobe stages sweeps/php --metric line_acc --probe babel
+    lensprobe plot sweeps/php
+    lensprobe report sweeps/php                   # -> sweeps/php/report/index.html
+
+Inlines ``figures/*.png`` (data URIs), the stages of ``stages.json``, ``recommendation.yaml``,
+a summary of ``results/`` and ``commands.json``, and the versions of the software used. The file
+references nothing outside itself: mail it, attach it, open it offline.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def run(args: argparse.Namespace) -> int:
+    from lensprobe.report import write_report
+
+    run_dir = Path(args.run_dir)
+    if not run_dir.is_dir():
+        print(f"error: run directory {run_dir} does not exist", file=sys.stderr)
+        return 2
+    try:
+        path = write_report(run_dir, out=args.out, title=args.title)
+    except (ValueError, OSError) as exc:
+        print(f"error: {run_dir}: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("report", help="write a self-contained HTML report for a run directory",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", help="directory with results/, figures/, stages.json, ... (a sweep's --out)")
+    p.add_argument("--out", help="HTML file to write (default RUN_DIR/report/index.html)")
+    p.add_argument("--title", help="report title (default: the directory name)")
+    p.set_defaults(func=run)

@@ -1,0 +1,100 @@
+"""``lensprobe sweep``: run probes over every checkpoint of a run into one resumable parquet table.
+
+    lensprobe sweep runs/continual-php --out sweeps/php \\
+        --probe working_language:suite=php,filter_generated=true \\
+        --probe lape:languages=python+php,inputs=suite,tokens_per_language=20000 \\
+        --probe babel:splits=runs/babel/splits.json,languages=python+php,execute=false
+
+Results go to ``OUT/results/<checkpoint>.parquet`` (one atomic file per checkpoint). Re-running the
+same command skips finished checkpoints; changing a probe's settings recomputes them. Sharding:
+``accelerate launch --num_processes N -m lensprobe.cli sweep ...`` (each rank takes every N-th
+checkpoint, read from RANK / WORLD_SIZE). Probe keys: ``lensprobe sweep --list-probes``.
+
+Exit codes: 0 all checkpoints done, 1 some checkpoints failed (re-run to retry them), 2 bad input.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def _error(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    from lensprobe.probes.registry import ProbeSpecError, make_probe, probe_help, registered_probes
+
+    if args.list_probes:
+        for name in registered_probes():
+            print(probe_help(name))
+        return 0
+    if not args.run or not args.out:
+        return _error("lensprobe sweep needs RUN_DIR and --out (see --help)")
+    if not args.probe:
+        return _error("give at least one --probe SPEC, e.g. --probe working_language:suite=php "
+                      "(lensprobe sweep --list-probes shows every probe's keys)")
+    path = Path(args.run).expanduser()
+    if not path.exists():
+        return _error(f"run directory {args.run} does not exist")
+    import torch
+
+    from lensprobe.checkpoints import CheckpointError, CheckpointSeries
+    from lensprobe.sweep import run_sweep
+
+    try:
+        series = CheckpointSeries(path)
+        if args.steps or args.every:
+            series = series.select(steps=args.steps, every=args.every)
+    except (CheckpointError, ValueError, KeyError, FileNotFoundError) as exc:
+        return _error(f"{path}: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}")
+    try:
+        if args.tokenizer:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+        else:
+            tokenizer = series.load_tokenizer()
+    except (OSError, ValueError, CheckpointError) as exc:
+        return _error(f"tokenizer of {args.tokenizer or path}: {exc}")
+    try:
+        probes = [make_probe(spec, tokenizer=tokenizer) for spec in args.probe]
+    except ProbeSpecError as exc:
+        return _error(str(exc))
+    dtype = getattr(torch, args.dtype, None)
+    if not isinstance(dtype, torch.dtype):
+        return _error(f"--dtype {args.dtype!r} is not a torch dtype (float32, bfloat16, float16)")
+    try:
+        result = run_sweep(series, probes, out_dir=args.out, tokenizer=tokenizer, device=args.device, dtype=dtype,
+                           progress=not args.no_progress, prefetch=not args.no_prefetch, fail_fast=args.fail_fast,
+                           log=print)
+    except CheckpointError as exc:
+        return _error(str(exc))
+    print(f"sweep: {len(result.computed)} computed, {len(result.skipped)} already done, "
+          f"{len(result.failed)} failed in {result.seconds:.1f}s -> {Path(args.out) / 'results'}")
+    for name, reason in result.failed:
+        print(f"  failed: {name}: {reason}", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("sweep", help="run probes over every checkpoint into a resumable parquet table",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run", nargs="?", help="run directory of checkpoints (or one model directory)")
+    p.add_argument("--out", help="output directory (results/ holds one parquet file per checkpoint)")
+    p.add_argument("--probe", action="append", default=[], metavar="SPEC",
+                   help="NAME:key=value,... (repeat for several probes; lists join with '+')")
+    p.add_argument("--list-probes", action="store_true", help="list the probes and their keys, then exit")
+    p.add_argument("--steps", type=int, nargs="+", help="only these steps")
+    p.add_argument("--every", type=int, help="only steps that are multiples of N")
+    p.add_argument("--tokenizer", help="tokenizer directory (default: the run's)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
+    p.add_argument("--dtype", default="float32", help="model dtype (float32, bfloat16, float16)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-prefetch", action="store_true",
+                   help="do not read the next checkpoint in the background (saves one state dict of memory)")
+    p.add_argument("--fail-fast", action="store_true", help="stop at the first failing checkpoint")
+    p.set_defaults(func=run)
