@@ -48,12 +48,16 @@ class BabelItem:
 
 
 def babel_items(splits: BabelSplits, *, languages: Sequence[str] = ("python", "php"),
-                split_names: Sequence[str] = SPLITS, target: str | None = None) -> list[BabelItem]:
-    """Items for every (split, language). ``target_only`` uses ``target`` (default: the first target)."""
+                split_names: Sequence[str] = SPLITS, target: str | None = None,
+                limit: int | None = None) -> list[BabelItem]:
+    """Items for every (split, language). ``target_only`` uses ``target`` (default: the first target);
+    ``limit`` keeps the first ``limit`` concepts of each split (the same ones in every language)."""
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be >= 1, got {limit}")
     target = target or splits.targets[0]
     items = []
     for split in split_names:
-        concepts = splits.split(split, target=target if split == "target_only" else None)
+        concepts = splits.split(split, target=target if split == "target_only" else None)[:limit]
         for language in languages:
             for c in concepts:
                 r = render(c, language)
@@ -228,11 +232,11 @@ def evaluate_babel(model: torch.nn.Module, tokenizer: Any, splits: BabelSplits, 
                    languages: Sequence[str] = ("python", "php"), split_names: Sequence[str] = SPLITS,
                    target: str | None = None, execute: bool = True, batch_size: int = 32,
                    max_new_tokens: int | None = None, n_boot: int = 1000, seed: int = 0,
-                   executor: Any = None) -> BabelEvaluation:
+                   executor: Any = None, limit: int | None = None) -> BabelEvaluation:
     """Greedy body completion for every item; line accuracy, exact match and (optionally) pass@1."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    items = babel_items(splits, languages=languages, split_names=split_names, target=target)
+    items = babel_items(splits, languages=languages, split_names=split_names, target=target, limit=limit)
     if not items:
         raise ValueError("no Babel items for the given splits and languages")
     completions: list[str] = [""] * len(items)
@@ -262,8 +266,9 @@ class BabelProbe(ModelProbe):
 
     def __init__(self, splits: BabelSplits | str, *, languages: Sequence[str] = ("python", "php"),
                  split_names: Sequence[str] = SPLITS, target: str | None = None, execute: bool = True,
-                 batch_size: int = 64, n_boot: int = 1000, seed: int = 0) -> None:
+                 batch_size: int = 64, n_boot: int = 1000, seed: int = 0, limit: int | None = None) -> None:
         self.splits = splits if isinstance(splits, BabelSplits) else BabelSplits.load(splits)
+        self.limit = limit
         self.languages, self.split_names, self.target = tuple(languages), tuple(split_names), target
         self.execute, self.batch_size, self.n_boot, self.seed = execute, batch_size, n_boot, seed
 
@@ -273,10 +278,10 @@ class BabelProbe(ModelProbe):
         digest = hashlib.sha256(json.dumps(self.splits.manifest(), sort_keys=True).encode()).hexdigest()[:16]
         return {"name": self.name, "splits": digest, "languages": list(self.languages),
                 "split_names": list(self.split_names), "target": self.target, "execute": self.execute,
-                "n_boot": self.n_boot, "seed": self.seed}
+                "n_boot": self.n_boot, "seed": self.seed, "limit": self.limit}
 
     def run(self, model: torch.nn.Module, tokenizer: Any) -> list[dict[str, Any]]:
         ev = evaluate_babel(model, tokenizer, self.splits, languages=self.languages, split_names=self.split_names,
                             target=self.target, execute=self.execute, batch_size=self.batch_size,
-                            n_boot=self.n_boot, seed=self.seed)
+                            n_boot=self.n_boot, seed=self.seed, limit=self.limit)
         return ev.rows()

@@ -5,7 +5,7 @@ read in the background (:meth:`lensprobe.checkpoints.CheckpointSeries.iter_model
 with equal inputs share forward passes (:func:`lensprobe.engine.run_probes`); model probes
 (generation + execution, :class:`lensprobe.probe.ModelProbe`) drive the model themselves.
 
-Results: ``OUT/results/<checkpoint>.parquet``, one file per checkpoint, written atomically, in
+Results: ``OUT/results/<run>__<checkpoint>.parquet``, one file per checkpoint, written atomically, in
 the long format of :data:`SWEEP_COLUMNS`. Each file records its *key* — a hash of the
 checkpoint's weight hash and every probe's configuration — so re-running the same command skips
 finished checkpoints, recomputes only what changed, and loses nothing when killed at any moment.
@@ -57,8 +57,9 @@ def _safe_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
 
 
-def _result_path(out_dir: Path, checkpoint_name: str) -> Path:
-    return out_dir / RESULTS_DIR / f"{_safe_name(checkpoint_name)}.parquet"
+def _result_path(out_dir: Path, run: str, checkpoint_name: str) -> Path:
+    """``OUT/results/<run>__<checkpoint>.parquet``: several runs (seeds) can share one table."""
+    return out_dir / RESULTS_DIR / f"{_safe_name(run)}__{_safe_name(checkpoint_name)}.parquet"
 
 
 def _stored_key(path: Path) -> str | None:
@@ -175,7 +176,7 @@ def run_sweep(series: Any, probes: Sequence[Probe | ModelProbe], *, out_dir: str
     todo = []
     for info in mine:
         key = _key(info.weight_hash, probes)
-        if _stored_key(_result_path(out_dir, info.name)) == key:
+        if _stored_key(_result_path(out_dir, series.run, info.name)) == key:
             result.skipped.append(info.name)
         else:
             todo.append(info)
@@ -218,7 +219,7 @@ def run_sweep(series: Any, probes: Sequence[Probe | ModelProbe], *, out_dir: str
             rows += _log_rows(info)
             stamp = dict(run=series.run, checkpoint=info.name, step=info.step, tokens=info.tokens)
             full = [{**stamp, **{c: r.get(c) for c in ROW_COLUMNS}} for r in rows]
-            _write_rows(_result_path(out_dir, info.name), full, key,
+            _write_rows(_result_path(out_dir, series.run, info.name), full, key,
                         {"path": str(info.path), "weight_hash": info.weight_hash,
                          "probes": {p.name: p.config() for p in probes}})
             result.computed.append(info.name)

@@ -116,7 +116,7 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_table(run_
         # only complete files are visible: every parquet there must be readable
         for f in (out / "results").glob("*.parquet"):
             pd.read_parquet(f)
-    done_before = {p.stem for p in (out / "results").glob("*.parquet")}
+    done_before = {p.stem.split("__", 1)[1] for p in (out / "results").glob("*.parquet")}
     proc = _sweep_process(run_dir, out, sleep=0.0)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-2000:]

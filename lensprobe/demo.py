@@ -1,0 +1,267 @@
+"""The end-to-end demo (the main job): the paper's loop on the synthetic Babel benchmark, on a CPU.
+
+1. a Python base (``babel-base`` recipe) — trained here, or the small one shipped with lensprobe
+   (``--quick``);
+2. continual pre-training on PHP with a 5% Python admixture (``babel-continual``), one run per seed;
+3. a sweep of every checkpoint: the working-language probe on the generated Babel suite, LAPE on
+   held-out PHP / Python tokens, and the Babel evaluation (line accuracy, exact match, sandboxed
+   pass@1 per split, Python beside PHP);
+4. stage detection on PHP's accuracy on Python-only concepts (the knowledge that can only come
+   through Python), supported by the lens' Python share and LAPE counts;
+5. Algorithm 1: a recommended PHP token budget, written as a mixture file;
+6. figures and a self-contained HTML report.
+
+Outputs in ``OUT``: ``results/`` (parquet sweep table), ``stages.json``, ``recommendation.yaml``,
+``figures/*.png|svg``, ``report/index.html``, ``commands.json``, and the runs under ``runs/``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shlex
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+
+SHIPPED_BASE = Path(__file__).resolve().parent.parent / "pretrain" / "assets" / "babel-base-php"
+
+
+@dataclass
+class DemoSettings:
+    """Sizes of one demo variant (tokens per run; the checkpoint cadence; what is evaluated)."""
+
+    train_base: bool = True
+    base_python_tokens: int = 3_000_000
+    base_php_tokens: int = 60_000
+    continual_php_tokens: int = 2_400_000
+    continual_python_tokens: int = 120_000
+    snapshot_every: int = 50
+    snapshot_log_max: int = 32
+    items_per_split: int | None = None       # Babel items evaluated per split (None: all)
+    lape_tokens: int = 16_384
+    execute: bool = True
+    n_boot: int = 500
+
+
+DEFAULT = DemoSettings()
+QUICK = DemoSettings(train_base=False, continual_php_tokens=620_000, continual_python_tokens=31_000,
+                     snapshot_every=25, snapshot_log_max=16, items_per_split=20, lape_tokens=8_192, n_boot=300)
+
+BABEL_CORPUS = {"kind": "babel", "target": "php", "seed": 0,
+                "splits": {"n_shared": 40, "n_python_only": 40, "n_target_only": 40, "n_control": 40}}
+
+
+def _log(msg: str) -> None:
+    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _train(recipe: str, out: Path, overrides: list[str], commands: list[str]) -> Path:
+    from pretrain.config import load_config
+    from pretrain.train import train
+
+    cmd = shlex.join(["lensprobe", "pretrain", recipe, "--out", str(out), *[x for o in overrides for x in ("--set", o)]])
+    commands.append(cmd)
+    _log(f"$ {cmd}")
+    cfg = load_config(recipe, overrides=overrides)
+    result = train(cfg, out, command=cmd)
+    if getattr(result, "status", "done") == "interrupted":
+        raise KeyboardInterrupt(f"training of {out} was interrupted; re-run the demo to resume")
+    return out
+
+
+def _final_checkpoint(run_dir: Path) -> Path:
+    ckpts = sorted((p for p in run_dir.glob("checkpoint-*") if p.is_dir()), key=lambda p: int(p.name.split("-")[1]))
+    if not ckpts:
+        raise FileNotFoundError(f"{run_dir}: no checkpoints")
+    return ckpts[-1]
+
+
+def _corpus_override() -> str:
+    return "data.corpus=" + json.dumps(BABEL_CORPUS)
+
+
+def performance_curve(table: pd.DataFrame, *, language: str, split: str, metric: str = "line_acc"
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean, 95% half-width) of a Babel metric: across seeds when there are several runs,
+    else from the bootstrap interval rows."""
+    sel = table[(table["probe"] == "babel") & (table["language"] == language) & (table["identifier"] == split)]
+    main = sel[sel["metric"] == metric]
+    per_run = main.groupby(["step", "run"])["value"].mean().unstack("run")
+    steps = per_run.index.to_numpy(float)
+    mean = per_run.mean(axis=1).to_numpy(float)
+    if per_run.shape[1] > 1:
+        half = 1.96 * per_run.std(axis=1, ddof=1).to_numpy(float) / math.sqrt(per_run.shape[1])
+    else:
+        lo = sel[sel["metric"] == f"{metric}_lo"].groupby("step")["value"].mean().reindex(per_run.index)
+        hi = sel[sel["metric"] == f"{metric}_hi"].groupby("step")["value"].mean().reindex(per_run.index)
+        half = ((hi - lo) / 2).to_numpy(float)
+    return steps, mean, half
+
+
+def support_curve(table: pd.DataFrame, steps: np.ndarray, *, probe: str, metric: str, language: str | None = None,
+                  identifier_prefix: str | None = None, layer_none: bool = True) -> np.ndarray:
+    sel = table[(table["probe"] == probe) & (table["metric"] == metric)]
+    if language is not None:
+        sel = sel[sel["language"] == language]
+    if identifier_prefix is not None:
+        sel = sel[sel["identifier"].fillna("").str.startswith(identifier_prefix)]
+    if layer_none:
+        sel = sel[sel["layer"].isna()]
+    return sel.groupby("step")["value"].mean().reindex(steps).to_numpy(float)
+
+
+def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: DemoSettings | None = None,
+             base: str | Path | None = None, log: Callable[[str], None] = _log) -> dict[str, Any]:
+    """Run the whole loop into ``out`` (re-running resumes: training and sweep pick up where they stopped)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from lensprobe import plot
+    from lensprobe.babel import BabelProbe
+    from lensprobe.babel_suite import write_babel_suite
+    from lensprobe.checkpoints import CheckpointSeries
+    from lensprobe.fit import BabelRun, recommend_tokens, write_mixture
+    from lensprobe.fit.runs import read_jsonl
+    from lensprobe.lape.inputs import LapeInputs
+    from lensprobe.probes.lape import LapeProbe
+    from lensprobe.probes.working_language import WorkingLanguageProbe
+    from lensprobe.report import write_report
+    from lensprobe.stages import detect_stages
+    from lensprobe.sweep import read_sweep, run_sweep
+    from pretrain.babel import babel_corpus
+
+    if seeds < 1:
+        raise ValueError(f"seeds must be >= 1, got {seeds}")
+    s = settings or (QUICK if quick else DEFAULT)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    commands: list[str] = [shlex.join(["lensprobe", "demo", "--out", str(out)] + (["--quick"] if quick else [])
+                                      + (["--seeds", str(seeds)] if seeds != 1 else []))]
+    timings: dict[str, float] = {}
+
+    # 1. the Python base -------------------------------------------------------------------
+    t = time.perf_counter()
+    if base is not None:
+        base_ckpt = Path(base)
+        log(f"base: using the given checkpoint {base_ckpt}")
+    elif s.train_base:
+        base_dir = _train("babel-base", out / "runs" / "base",
+                          [_corpus_override(), f"data.tokens.python={s.base_python_tokens}",
+                           f"data.tokens.php={s.base_php_tokens}", "snapshots.schedule=every", "snapshots.every=1000000"],
+                          commands)
+        base_ckpt = _final_checkpoint(base_dir)
+    else:
+        base_ckpt = SHIPPED_BASE
+        if not (base_ckpt / "model.safetensors").exists():
+            raise FileNotFoundError(f"the shipped base checkpoint is missing at {base_ckpt}; run the demo without "
+                                    "--quick (it trains one) or regenerate it (see pretrain/assets/README.md)")
+        log(f"base: the shipped babel-base checkpoint {base_ckpt}")
+    base_meta = json.loads((base_ckpt / "checkpoint.json").read_text()) if (base_ckpt / "checkpoint.json").exists() else {}
+    eta_python = int((base_meta.get("tokens_by_language") or {}).get("python") or s.base_python_tokens)
+    timings["base"] = time.perf_counter() - t
+
+    # the benchmark's splits (the same seed and sizes as the recipes' corpus spec)
+    corpus = babel_corpus(**{k: v for k, v in BABEL_CORPUS.items() if k != "kind"}, stage="continual")
+    splits = corpus.splits
+    splits.save(out / "babel_splits.json")
+    suite_path = write_babel_suite(splits, out / "babel_php.yaml", target="php")
+
+    # 2. continual runs ----------------------------------------------------------------------
+    t = time.perf_counter()
+    run_dirs = []
+    for seed in range(seeds):
+        run_dir = _train("babel-continual", out / "runs" / f"php-seed{seed}",
+                         [_corpus_override(), f"model.init_from={base_ckpt}", f"seed={seed}",
+                          f"data.tokens.php={s.continual_php_tokens}", f"data.tokens.python={s.continual_python_tokens}",
+                          f"snapshots.every={s.snapshot_every}", f"snapshots.log_max={s.snapshot_log_max}"],
+                         commands)
+        run_dirs.append(run_dir)
+    timings["continual"] = time.perf_counter() - t
+
+    # 3. sweep -------------------------------------------------------------------------------------
+    t = time.perf_counter()
+    split_names = ("shared", "python_only", "target_only", "control")
+    for run_dir in run_dirs:
+        series = CheckpointSeries(run_dir)
+        lape_inputs = LapeInputs.from_token_store(run_dir / "tokens", ["python", "php"], split="val",
+                                                  tokens_per_language=s.lape_tokens)
+        probes = [
+            WorkingLanguageProbe(str(suite_path), batch_size=64),
+            LapeProbe(lape_inputs),
+            BabelProbe(splits, languages=("python", "php"), split_names=split_names, execute=s.execute,
+                       n_boot=s.n_boot, limit=s.items_per_split),
+        ]
+        commands.append(f"lensprobe sweep {run_dir} --out {out} --probe working_language:suite={suite_path} "
+                        f"--probe lape:tokens={run_dir / 'tokens'} --probe babel:splits={out / 'babel_splits.json'}")
+        res = run_sweep(series, probes, out_dir=out, log=log)
+        log(f"sweep {run_dir.name}: {len(res.computed)} computed, {len(res.skipped)} already done, "
+            f"{len(res.failed)} failed in {res.seconds:.0f}s")
+        if res.failed:
+            raise RuntimeError(f"sweep failed on {res.failed}")
+    table = read_sweep(out)
+    timings["sweep"] = time.perf_counter() - t
+
+    # 4. stages -------------------------------------------------------------------------------------
+    steps, perf, half = performance_curve(table, language="php", split="python_only")
+    _, py_perf, _ = performance_curve(table, language="python", split="python_only")
+    _, control, _ = performance_curve(table, language="php", split="control")
+    support = {
+        "python_side_line_acc": py_perf,
+        "php_control_line_acc": control,
+        "lens_python_share": support_curve(table, steps, probe="working_language", metric="eq1_python_share",
+                                           identifier_prefix="python_only"),
+        "lape_python_neurons": support_curve(table, steps, probe="lape", metric="n_neurons", language="python"),
+        "lape_php_neurons": support_curve(table, steps, probe="lape", metric="n_neurons", language="php"),
+    }
+    stage = detect_stages(steps, perf, interval=half, language="php", support=support,
+                          window=min(5, max(1, len(steps) // 3)))
+    stages = {"php": stage.to_dict()}
+    (out / "stages.json").write_text(json.dumps(stages, indent=2))
+    log("stages (php, Python-only line accuracy): " + (", ".join(
+        f"{x.name} {x.start_step:g}-{x.end_step:g}" for x in stage.stages) or "none") +
+        ("" if not stage.notes else " | " + "; ".join(stage.notes)))
+
+    # 5. recommendation ------------------------------------------------------------------------------
+    recommendation: dict[str, Any]
+    try:
+        first = run_dirs[0]
+        perf_rows = table[(table["run"] == first.name) & (table["probe"] == "babel")
+                          & table["identifier"].isin(["python_only", "shared"])]
+        run = BabelRun(sweep=perf_rows, loss_log=read_jsonl(first / "loss.jsonl"), target="php", name=first.name)
+        rec = recommend_tokens(run, metric="line_acc", probe="babel", eta_python=eta_python,
+                               window=min(5, max(1, len(steps) // 3)), init_steps=(90, 100))
+        write_mixture(out / "recommendation.yaml", {"python": eta_python, "php": rec.tokens},
+                      source=f"lensprobe demo: Algorithm 1 on {first}",
+                      notes=(f"best checkpoint step {rec.best_step:g} (line_acc {rec.best_value:.3f}); "
+                             f"Python share {rec.share:.3f} (90% CI {rec.share_interval[0]:.3f}-{rec.share_interval[1]:.3f});"
+                             f" php tokens 90% CI {rec.tokens_interval[0]:.4g}-{rec.tokens_interval[1]:.4g}"))
+        recommendation = {"php_tokens": rec.tokens, "python_tokens": eta_python, "share": rec.share,
+                          "best_step": rec.best_step, "tokens_interval": list(rec.tokens_interval)}
+        log(f"recommendation: php {rec.tokens:,.0f} tokens for python {eta_python:,} (share {rec.share:.3f})")
+    except ValueError as exc:  # e.g. share 0: no finite answer — say so, write no mixture
+        recommendation = {"error": str(exc)}
+        (out / "recommendation.yaml").write_text(f"# no recommendation: {exc}\n")
+        log(f"recommendation: none ({exc})")
+
+    # 6. figures and report ---------------------------------------------------------------------------
+    figs = out / "figures"
+    plot.save_figure(plot.plot_performance(table, metric="line_acc", language="php", stages=stage), figs / "performance")
+    plot.save_figure(plot.plot_working_language(table, by_identifier=False), figs / "working_language")
+    plot.save_figure(plot.plot_lape_counts(table), figs / "lape_counts")
+    plot.save_figure(plot.plot_layer_heatmap(table, language="php"), figs / "lens_heatmap")
+    summary = {"quick": quick, "seeds": seeds, "base": str(base_ckpt), "runs": [str(r) for r in run_dirs],
+               "checkpoints": int(table["checkpoint"].nunique()), "timings_s": timings,
+               "recommendation": recommendation, "settings": asdict(s)}
+    (out / "commands.json").write_text(json.dumps(commands, indent=2))
+    report = write_report(out, title="lensprobe demo — Python → PHP on the synthetic Babel benchmark", extra=summary)
+    timings["total"] = time.perf_counter() - t0
+    summary["timings_s"] = timings
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    log(f"done in {timings['total']:.0f}s: report {report}")
+    return summary
