@@ -8,8 +8,8 @@ Modes (each measured in a fresh subprocess, so peak memory is not polluted by an
   forward        model(input_ids, attention_mask, position_ids) -- the full causal LM, logits included
   body           the decoder body only (model.transformer(...)), no unembedding
   lens_probe     lensprobe.run_probes with a probe that reads every block output at each row's last
-                 real token and reduces it at once with lensprobe.lens.readout (6 token sets, top-1,
-                 entropy) -- the working-language probe's access pattern
+                 real token (keeping [B, d] per layer) and, at the end of the batch, decodes all layers in one
+                 lensprobe.lens.readout call (6 token sets, top-1, entropy)
   logit_lens     lensprobe.logit_lens(...) with the same sets (the convenience API)
   tl_last        TransformerLens 4.x: TransformerBridge.run_with_cache + tools.analysis.logit_lens at
                  the last position (per-row last position is not available there; padding is ignored)
@@ -114,20 +114,24 @@ def _make_probe(batch, sets):
 
         def start(self, model, adapter):
             self.adapter = adapter
-            self.sums = torch.zeros(adapter.n_layers + 1, N_SETS)
-            self.top1 = torch.zeros(adapter.n_layers + 1, dtype=torch.long)
+            self.sums = torch.zeros(adapter.n_layers, N_SETS)
+            self.top1 = torch.zeros(adapter.n_layers, dtype=torch.long)
+            self.states = {}
 
         def on_activation(self, point, output, b):
-            last = b.last_index
-            states = output[torch.arange(len(last)), last]
-            r = readout(states, self.adapter, token_sets=sets, top_k=1)
-            layer = point_layer(point)
-            self.sums[layer] += r.set_logprobs.exp().sum(0)
-            self.top1[layer] += int(r.top_tokens[:, 0].sum())
+            last = b.last_index  # keep only [B, d] per layer
+            self.states[point_layer(point)] = output[torch.arange(len(last)), last].clone()
+
+        def on_batch_end(self, b, logits=None):
+            stacked = torch.stack([self.states[layer] for layer in sorted(self.states)])  # [L, B, d]
+            r = readout(stacked, self.adapter, token_sets=sets, top_k=1)  # one unembedding pass
+            self.sums += r.set_logprobs.exp().sum(1)
+            self.top1 += r.top_tokens[..., 0].sum(1)
+            self.states.clear()
 
         def finalize(self):
             return [dict(probe=self.name, language=None, identifier=str(s), layer=layer, metric="p_set",
-                         value=float(self.sums[layer, s]), n=1)
+                         value=float(self.sums[layer - 1, s]), n=1)
                     for layer in range(1, self.adapter.n_layers + 1) for s in range(N_SETS)]
 
     return LastPositionSetProbe()

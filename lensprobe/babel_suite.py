@@ -175,6 +175,8 @@ def parse_babel_identifier(identifier: str) -> tuple[str, str, str]:
 def _cut(concept: Concept, language: str, form: str) -> tuple[str, str]:
     """(prompt, suffix) of the canonical rendering around the return line's identifier."""
     r = render(concept, language)
+    if "{{" in r.text or "}}" in r.text:  # would read as a slot reference in the suite schema
+        raise RuntimeError(f"{language} rendering of {concept.name} contains '{{{{' or '}}}}'")
     lead, word = split_form(form)
     last = r.body[-1]
     ret = last.find("return ")
@@ -186,9 +188,8 @@ def _cut(concept: Concept, language: str, form: str) -> tuple[str, str]:
     head = "\n".join([r.header, *r.body[:-1], last[:at]])
     tail_lines = [last[at + len(word):]] + ([r.footer] if r.footer else [])
     prompt, suffix = head, "\n".join(tail_lines) + "\n"
-    assert prompt + word + suffix == r.text
-    if "{{" in r.text or "}}" in r.text:  # would read as a slot reference in the suite schema
-        raise RuntimeError(f"{language} rendering of {concept.name} contains '{{{{' or '}}}}'")
+    if prompt + word + suffix != r.text:  # pragma: no cover - a renderer with a multi-line return
+        raise RuntimeError(f"cannot cut the {language} rendering of {concept.name} at {form!r}")
     return prompt, suffix
 
 
@@ -260,22 +261,19 @@ def babel_suite(splits: BabelSplits, *, target: str = "php", split_names: Sequen
     return babel_lens_items(splits, target=target, split_names=split_names, min_prompts=min_prompts).suite()
 
 
-class _BlockDumper:
+def _block_dumper():
     """A yaml SafeDumper that writes multi-line strings as ``|`` blocks (readable code)."""
+    import yaml
 
-    @staticmethod
-    def make():
-        import yaml
+    class Dumper(yaml.SafeDumper):
+        pass
 
-        class Dumper(yaml.SafeDumper):
-            pass
+    def str_rep(dumper, data):
+        style = "|" if "\n" in data else None
+        return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
 
-        def str_rep(dumper, data):
-            style = "|" if "\n" in data else None
-            return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
-
-        Dumper.add_representer(str, str_rep)
-        return Dumper
+    Dumper.add_representer(str, str_rep)
+    return Dumper
 
 
 def write_babel_suite(splits: BabelSplits, path: str | os.PathLike, *, target: str = "php",
@@ -287,7 +285,7 @@ def write_babel_suite(splits: BabelSplits, path: str | os.PathLike, *, target: s
     from lensprobe._io import atomic_write_text
 
     data = babel_suite_dict(splits, target=target, split_names=split_names, min_prompts=min_prompts)
-    text = yaml.dump(data, Dumper=_BlockDumper.make(), sort_keys=False, allow_unicode=True, width=1000)
+    text = yaml.dump(data, Dumper=_block_dumper(), sort_keys=False, allow_unicode=True, width=1000)
     if yaml.safe_load(text) != data:  # pragma: no cover - guards the block-style dumper
         raise RuntimeError("the generated suite does not survive a YAML round trip")
     suite_from_dict(data, name=Path(path).stem, path=str(path))  # raise before writing anything invalid

@@ -463,8 +463,10 @@ def _nnsight_trace(wrapped: Any, nnsight: Any, adapter: BoundAdapter, batch: Bat
                 saved.append(envoy[0].input[arange, last])
             for layer in blocks:
                 saved.append(envoy[layer - 1].output[arange, last])
-        for layer, states in zip(chosen, saved):
-            store(layer, _reduce(adapter.decode(states), token_ids=tok, sets=sets, top_k=top_k))
+        r = _decode_reduce(torch.stack(list(saved)), adapter, token_ids=tok, sets=sets, top_k=top_k)
+        for j, layer in enumerate(chosen):
+            store(layer, LensReadout(**{name: None if getattr(r, name) is None else getattr(r, name)[j]
+                                        for name in _FIELDS}))
 
 
 def _dummy_tokenizer(vocab_size: int) -> Any:

@@ -25,6 +25,16 @@ def _error(message: str) -> int:
     return 2
 
 
+def _rank_device(device: str) -> str:
+    """``cuda`` under a multi-process launcher becomes ``cuda:<LOCAL_RANK>`` (one GPU per rank)."""
+    import os
+
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if device in ("cuda", "xpu", "npu") and world > 1 and "LOCAL_RANK" in os.environ:
+        return f"{device}:{int(os.environ['LOCAL_RANK'])}"
+    return device
+
+
 def run(args: argparse.Namespace) -> int:
     from lensprobe.probes.registry import ProbeSpecError, make_probe, probe_help, registered_probes
 
@@ -64,11 +74,15 @@ def run(args: argparse.Namespace) -> int:
         probes = [make_probe(spec, tokenizer=tokenizer) for spec in args.probe]
     except ProbeSpecError as exc:
         return _error(str(exc))
+    if args.device == "auto":
+        return _error("--device auto (an accelerate device map across GPUs) is not supported by the sweep yet: "
+                      "the engine needs one input device; use --device cuda (or cuda:N) per process")
+    device = _rank_device(args.device)
     dtype = getattr(torch, args.dtype, None)
     if not isinstance(dtype, torch.dtype):
         return _error(f"--dtype {args.dtype!r} is not a torch dtype (float32, bfloat16, float16)")
     try:
-        result = run_sweep(series, probes, out_dir=args.out, tokenizer=tokenizer, device=args.device, dtype=dtype,
+        result = run_sweep(series, probes, out_dir=args.out, tokenizer=tokenizer, device=device, dtype=dtype,
                            progress=not args.no_progress, prefetch=not args.no_prefetch, fail_fast=args.fail_fast,
                            log=print)
     except CheckpointError as exc:

@@ -75,7 +75,7 @@ class LapeProbe(Probe):
         self.group_language, _ = self.inputs.group_layout(self.n_groups)
         self._lang_index = {lang: i for i, lang in enumerate(self.languages)}
         self.counter: ActivationCounter | None = None
-        self._groups_cache: tuple[int, torch.Tensor | int] | None = None
+        self._groups_cache: tuple[Batch, Any] | None = None
         #: results of the last finalize()
         self.result: LapeResult | None = None
         self.null: NullResult | None = None
@@ -106,8 +106,8 @@ class LapeProbe(Probe):
 
     def _prepared(self, batch: Batch):
         """The counter's :class:`~lensprobe.lape.counting.BatchPlan` for ``batch``, computed once per batch."""
-        key = id(batch)
-        if self._groups_cache is not None and self._groups_cache[0] == key:
+        # the cache holds the batch itself, so a later batch can never reuse its id()
+        if self._groups_cache is not None and self._groups_cache[0] is batch:
             return self._groups_cache[1]
         try:
             g = [int(m["group"]) for m in batch.meta]
@@ -121,7 +121,7 @@ class LapeProbe(Probe):
                 raise ValueError(f"batch row of language {lang!r} has group {gi}, which is not one of its groups")
         groups: torch.Tensor | int = g[0] if len(set(g)) == 1 else torch.tensor(g, dtype=torch.int64)
         prepared = self.counter.prepare(batch.attention_mask, groups)
-        self._groups_cache = (key, prepared)
+        self._groups_cache = (batch, prepared)
         return prepared
 
     def on_activation(self, point: str, output: torch.Tensor, batch: Batch) -> None:
@@ -135,6 +135,7 @@ class LapeProbe(Probe):
     def finalize(self) -> list[dict[str, Any]]:
         if self.counter is None:
             raise RuntimeError("LapeProbe.finalize() before start()")
+        self._groups_cache = None
         over_zero, n_tokens = self.counter.group_counts()
         k = len(self.languages)
         select = dict(top_rate=self.top_rate, filter_rate=self.filter_rate,

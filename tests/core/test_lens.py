@@ -164,6 +164,16 @@ def test_readout_matches_numpy(model_factory):
         np.testing.assert_allclose(r.set_logprobs[b].numpy(), set_lp, atol=2e-5)
         np.testing.assert_array_equal(r.top_tokens[b].numpy(), top)
         np.testing.assert_allclose(r.entropy[b].item(), ent, atol=2e-5)
+    # stacked [L, B, d] states (one call per batch) equal per-layer calls, per-row ids broadcast over L
+    stacked = torch.stack([hidden, 2 * hidden, -hidden])
+    per_row = torch.tensor([[3, 4], [5, 6], [7, 8], [9, 10]])
+    many = readout(stacked, adapter, token_ids=per_row, token_sets=SETS, top_k=2)
+    assert many.token_logprobs.shape == (3, 4, 2) and many.entropy.shape == (3, 4)
+    for j in range(3):
+        one = readout(stacked[j], adapter, token_ids=per_row, token_sets=SETS, top_k=2)
+        assert torch.allclose(many.token_logprobs[j], one.token_logprobs, atol=1e-6)
+        assert torch.allclose(many.set_logprobs[j], one.set_logprobs, atol=1e-6)
+        assert torch.equal(many.top_tokens[j], one.top_tokens) and torch.equal(many.token_ranks[j], one.token_ranks)
     # a set holding the whole vocabulary has probability one
     full = readout(hidden, adapter, token_sets=[list(range(101))])
     assert torch.allclose(full.set_logprobs, torch.zeros(4, 1), atol=1e-5)

@@ -1,0 +1,63 @@
+"""``lensprobe plot`` + ``lensprobe report``: files written, and a self-contained HTML report."""
+from __future__ import annotations
+
+import base64
+import json
+import re
+
+import pytest
+from cli7_helpers import cli
+from synthetic import write_sweep
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    out = write_sweep(tmp_path_factory.mktemp("sweep"))
+    assert cli("stages", out, "--metric", "line_acc", "--probe", "babel", "--identifier", "python_only",
+               "--n-boot", "10") == 0
+    assert cli("plot", out) == 0
+    (out / "commands.json").write_text(json.dumps([["lensprobe", "sweep", "runs/x"]]))
+    assert cli("report", out) == 0
+    return out
+
+
+def test_plot_writes_every_supported_figure_as_png_and_svg(pipeline):
+    names = sorted(p.name for p in (pipeline / "figures").iterdir())
+    stems = ["heatmap_php", "lape_counts", "lape_layers", "performance", "working_language"]
+    assert names == sorted(f"{s}.{ext}" for s in stems for ext in ("png", "svg"))
+    for stem in stems:
+        assert (pipeline / "figures" / f"{stem}.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_report_is_self_contained_and_complete(pipeline):
+    html = (pipeline / "report" / "index.html").read_text()
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", html, flags=re.I)
+    assert "<link" not in html and "<script" not in html
+    uris = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+    figures = sorted((pipeline / "figures").glob("*.png"))
+    assert len(uris) == len(figures) == 5
+    assert sorted(base64.b64decode(u) for u in uris) == sorted(p.read_bytes() for p in figures)
+    stages = json.loads((pipeline / "stages.json").read_text())
+    for st in stages["php"]["stages"]:  # the stage table lists every detected stage with its steps
+        assert re.search(rf"<td>{st['name']}</td>\s*<td>{st['start_step']:.4g}</td>\s*<td>{st['end_step']:.4g}</td>",
+                         html)
+    from importlib.metadata import version
+
+    for pkg in ("torch", "pandas", "lensprobe"):
+        assert re.search(rf"<td>{pkg}</td>\s*<td>{re.escape(version(pkg))}</td>", html)
+    assert "runs/x" in html.split("<h2>Commands</h2>")[1]  # commands.json is shown
+
+
+def test_plot_errors(tmp_path, capsys, pipeline):
+    assert cli("plot", pipeline, "--figures", "performance,bogus") == 2
+    assert "unknown figure(s) bogus" in capsys.readouterr().err
+    assert cli("plot", pipeline, "--figures", "performance", "--metric", "pass@1") == 2
+    assert "no rows for figure(s) performance" in capsys.readouterr().err
+    assert cli("report", tmp_path / "missing") == 2
+    assert cli("plot", pipeline, "--figures", "working_language", "--out-dir", tmp_path / "f") == 0
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["working_language.png", "working_language.svg"]
+
+
+def test_report_out_option(pipeline, tmp_path):
+    assert cli("report", pipeline, "--out", tmp_path / "r.html", "--title", "My run") == 0
+    assert "<title>My run</title>" in (tmp_path / "r.html").read_text()
