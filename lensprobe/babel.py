@@ -266,9 +266,10 @@ class BabelProbe(ModelProbe):
 
     def __init__(self, splits: BabelSplits | str, *, languages: Sequence[str] = ("python", "php"),
                  split_names: Sequence[str] = SPLITS, target: str | None = None, execute: bool = True,
-                 batch_size: int = 64, n_boot: int = 1000, seed: int = 0, limit: int | None = None) -> None:
+                 batch_size: int = 64, n_boot: int = 1000, seed: int = 0, limit: int | None = None,
+                 max_new_tokens: int | None = None) -> None:
         self.splits = splits if isinstance(splits, BabelSplits) else BabelSplits.load(splits)
-        self.limit = limit
+        self.limit, self.max_new_tokens = limit, max_new_tokens
         self.languages, self.split_names, self.target = tuple(languages), tuple(split_names), target
         self.execute, self.batch_size, self.n_boot, self.seed = execute, batch_size, n_boot, seed
 
@@ -278,10 +279,12 @@ class BabelProbe(ModelProbe):
         digest = hashlib.sha256(json.dumps(self.splits.manifest(), sort_keys=True).encode()).hexdigest()[:16]
         return {"name": self.name, "splits": digest, "languages": list(self.languages),
                 "split_names": list(self.split_names), "target": self.target, "execute": self.execute,
-                "n_boot": self.n_boot, "seed": self.seed, "limit": self.limit}
+                "n_boot": self.n_boot, "seed": self.seed, "limit": self.limit,
+                **({"max_new_tokens": self.max_new_tokens} if self.max_new_tokens is not None else {})}
 
     def run(self, model: torch.nn.Module, tokenizer: Any) -> list[dict[str, Any]]:
         ev = evaluate_babel(model, tokenizer, self.splits, languages=self.languages, split_names=self.split_names,
                             target=self.target, execute=self.execute, batch_size=self.batch_size,
-                            n_boot=self.n_boot, seed=self.seed, limit=self.limit)
+                            n_boot=self.n_boot, seed=self.seed, limit=self.limit,
+                            max_new_tokens=self.max_new_tokens)
         return ev.rows()

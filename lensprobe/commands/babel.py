@@ -174,32 +174,6 @@ def _summary_from_sweep(df: Any) -> Any:
     return out[EVAL_COLUMNS].sort_values(["step", "checkpoint", "split", "language", "metric"]).reset_index(drop=True)
 
 
-def _capped_probe_class():
-    from lensprobe.babel import BabelProbe, evaluate_babel
-
-    class CappedBabelProbe(BabelProbe):
-        """:class:`~lensprobe.babel.BabelProbe` with a fixed generation budget (``--max-new-tokens``)."""
-
-        def __init__(self, splits: Any, *, max_new_tokens: int, **kwargs: Any) -> None:
-            super().__init__(splits, **kwargs)
-            self.max_new_tokens = max_new_tokens
-
-        def config(self) -> dict[str, Any]:
-            return {**super().config(), "max_new_tokens": self.max_new_tokens}
-
-        def run(self, model: Any, tokenizer: Any) -> list[dict[str, Any]]:
-            return evaluate_babel(model, tokenizer, self.splits, languages=self.languages,
-                                  split_names=self.split_names, target=self.target, execute=self.execute,
-                                  batch_size=self.batch_size, max_new_tokens=self.max_new_tokens,
-                                  n_boot=self.n_boot, seed=self.seed).rows()
-
-    return CappedBabelProbe
-
-
-def _capped_probe(splits: Any, **kwargs: Any) -> Any:
-    return _capped_probe_class()(splits, **kwargs)
-
-
 def _checkpoint_stamp(path: Path) -> dict[str, Any]:
     try:
         from lensprobe.checkpoints import CheckpointSeries
@@ -283,8 +257,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         sweep_dir = Path(args.sweep_dir) if args.sweep_dir else out.with_name(out.stem + "_sweep")
         kwargs = dict(languages=languages, split_names=names, target=target, execute=execute,
                       batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed)
-        probe = (BabelProbe(splits, **kwargs) if args.max_new_tokens is None
-                 else _capped_probe(splits, max_new_tokens=args.max_new_tokens, **kwargs))
+        probe = BabelProbe(splits, max_new_tokens=args.max_new_tokens, **kwargs)
         result = run_sweep(series, [probe], out_dir=sweep_dir, tokenizer=tokenizer, device=args.device or "cpu",
                            progress=False)
         failed = result.failed
