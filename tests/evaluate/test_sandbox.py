@@ -106,16 +106,18 @@ def test_no_network_to_host_loopback(ex, box):
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen(1)
-    server.settimeout(4)
+    server.settimeout(0.1)
     port = server.getsockname()[1]
     accepted = []
+    stop = threading.Event()
 
     def accept():
-        try:
-            conn, _ = server.accept()
-            accepted.append(conn)
-        except OSError:
-            pass
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                accepted.append(conn)
+            except OSError:
+                pass
 
     th = threading.Thread(target=accept)
     th.start()
@@ -123,6 +125,7 @@ def test_no_network_to_host_loopback(ex, box):
            f"try:\n    socket.create_connection(('127.0.0.1', {port}), timeout=2)\n    print('CONNECTED')\n"
            "except OSError as e:\n    print('BLOCKED', e)\n    raise SystemExit(3)\n")
     r = ex.run_program(box, _py(src))
+    stop.set()
     th.join()
     server.close()
     assert accepted == []

@@ -5,7 +5,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 from lensprobe.lape import InputError, LapeInputs
 from lensprobe.lape.inputs import resolve_inputs
