@@ -60,6 +60,8 @@ _EXPORTS: dict[str, str] = {
     "evaluate_samples": "lensprobe.evaluate",
     "run_sweep": "lensprobe.sweep",
     "detect_stages": "lensprobe.stages",
+    "make_probe": "lensprobe.probes.registry",
+    "register_probe": "lensprobe.probes.registry",
 }
 _SUBMODULES = {"fit", "plot", "stages", "evaluate", "suites", "adapters", "checkpoints", "lens", "engine", "lape", "sweep"}
 

@@ -188,7 +188,15 @@ def run_sweep(series: Any, probes: Sequence[Probe | ModelProbe], *, out_dir: str
         return result
     subset = series.select(steps=[c.step for c in todo]) if all(c.step is not None for c in todo) else series
     todo_names = {c.name for c in todo}
-    tok = tokenizer if tokenizer is not None else subset.load_tokenizer()
+    tok = tokenizer
+    if tok is None:  # probes that read token ids only (LAPE on token files) need no tokenizer
+        from lensprobe.checkpoints import CheckpointError
+
+        try:
+            tok = subset.load_tokenizer()
+        except CheckpointError as exc:
+            if log:
+                log(f"sweep: no tokenizer ({exc}); probes that need one will fail")
     hook_probes = [p for p in probes if isinstance(p, Probe)]
     model_probes = [p for p in probes if isinstance(p, ModelProbe)]
 

@@ -127,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
         table = summary.pivot_table(index="language", columns="metric", values="value", sort=False)
         print(f"[{ckpt.name}] step {ckpt.step}:\n" + table.to_string(float_format=lambda v: f"{v:.1f}"))
 
+    if done and {c.name for c in series} <= set(done):
+        print(f"all {len(series)} checkpoint(s) already in {out}")
+        return 0
     try:
         lape_over_series(series, source, languages=args.languages, tokens_per_language=args.tokens_per_language,
                          tokenizer=tokenizer, seq_len=args.seq_len, split=args.split, batch_size=args.batch_size,

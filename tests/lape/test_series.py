@@ -82,7 +82,7 @@ def test_cli_writes_resumes_and_rejects_bad_input(table, run_dir, tmp_path, caps
     assert list(saved["languages"]) == ["python", "php"]
     capsys.readouterr()
     assert main(argv) == 0  # resume: nothing left to do
-    assert "resuming: 3 checkpoint(s)" in capsys.readouterr().out
+    assert "all 3 checkpoint(s) already in" in capsys.readouterr().out
     assert len(pd.read_parquet(out)) == len(written)
     assert main(argv[:-4] + ["--groups", "2", "--out", str(out)]) == 2
     assert "other settings" in capsys.readouterr().err
