@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 PY=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
-APT_PACKAGES="php-cli golang-go golang-github-stretchr-testify-dev g++ mono-mcs mono-runtime bubblewrap util-linux"
+APT_PACKAGES="php-cli golang-go golang-github-stretchr-testify-dev g++ libssl-dev mono-mcs mono-runtime bubblewrap util-linux"
 
 if [ "${SKIP_APT:-0}" != "1" ]; then
   SUDO=""
