@@ -70,17 +70,10 @@ def main() -> None:
         models = [_copy(m) for _, m in series.iter_models(prefetch=False)]
         n_params = sum(p.numel() for p in models[0].parameters())
 
-        def best(fn):
-            times = []
-            for _ in range(args.repeats):
-                t0 = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - t0)
-            return min(times)
-
         def baseline():
+            ps = probes()  # one probe list for the series, as the sweep does
             for m in models:
-                run_probes(m, probes(), tokenizer=tok)
+                run_probes(m, ps, tokenizer=tok)
 
         def swap():
             for _ in CheckpointSeries(run).iter_models():
@@ -101,8 +94,15 @@ def main() -> None:
             run_sweep(CheckpointSeries(run), probes(), out_dir=out, tokenizer=tok, progress=False, log=None)
 
         baseline()  # warm-up (token sets, kernels)
-        t_probe, t_swap, t_serial, t_sweep = best(baseline), best(swap), best(sweep_serial), best(sweep)
-        t_resume = best(resume)
+        # interleaved repeats (best of R each): slow drifts of a shared machine hit every measurement alike
+        fns = {"probes": baseline, "swap": swap, "serial": sweep_serial, "sweep": sweep, "resume": resume}
+        best = {k: float("inf") for k in fns}
+        for _ in range(args.repeats):
+            for k, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                best[k] = min(best[k], time.perf_counter() - t0)
+        t_probe, t_swap, t_serial, t_sweep, t_resume = (best[k] for k in fns)
         print(f"{n} checkpoints, {args.size} gpt2 ({n_params:,} parameters), working_language on PHP "
               f"({5 * args.limit} prompts), {args.threads} thread(s), best of {args.repeats}")
         print(f"{'':<20}{'total s':>10}{'per ckpt ms':>14}")

@@ -144,8 +144,9 @@ def _reduce(logits: torch.Tensor, *, token_ids: torch.Tensor | None, sets: tuple
 
 _FIELDS = ("token_logprobs", "token_ranks", "set_logprobs", "top_tokens", "top_logprobs", "entropy")
 
-#: Most logits materialised at once by :func:`readout` (elements; 32M fp32 = 128 MB).
-MAX_LOGITS_ELEMENTS = 1 << 25
+#: Most logits materialised at once by :func:`readout` (elements; 4M fp32 = 16 MB, ~80 rows of a 50k vocabulary:
+#: enough rows per matmul to be compute-bound, few enough to keep temporaries small).
+MAX_LOGITS_ELEMENTS = 1 << 22
 
 
 def _decode_reduce(hidden: torch.Tensor, adapter: BoundAdapter, *, token_ids: torch.Tensor | None,

@@ -5,7 +5,7 @@
         --probe lape:languages=python+php,inputs=suite,tokens_per_language=20000 \\
         --probe babel:splits=runs/babel/splits.json,languages=python+php,execute=false
 
-Results go to ``OUT/results/<checkpoint>.parquet`` (one atomic file per checkpoint). Re-running the
+Results go to ``OUT/results/<run>__<checkpoint>.parquet`` (one atomic file per checkpoint). Re-running the
 same command skips finished checkpoints; changing a probe's settings recomputes them. Sharding:
 ``accelerate launch --num_processes N -m lensprobe.cli sweep ...`` (each rank takes every N-th
 checkpoint, read from RANK / WORLD_SIZE). Probe keys: ``lensprobe sweep --list-probes``.
@@ -61,15 +61,20 @@ def run(args: argparse.Namespace) -> int:
             series = series.select(steps=args.steps, every=args.every)
     except (CheckpointError, ValueError, KeyError, FileNotFoundError) as exc:
         return _error(f"{path}: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}")
-    try:
-        if args.tokenizer:
+    tokenizer = None
+    if args.tokenizer:
+        try:
             from transformers import AutoTokenizer
 
             tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-        else:
+        except (OSError, ValueError) as exc:
+            return _error(f"--tokenizer {args.tokenizer}: {exc}")
+    else:
+        try:
             tokenizer = series.load_tokenizer()
-    except (OSError, ValueError, CheckpointError) as exc:
-        return _error(f"tokenizer of {args.tokenizer or path}: {exc}")
+        except CheckpointError:
+            # probes on token ids (LAPE on a token store) need none; others say so when built
+            print(f"note: {path}: no tokenizer files; probes that tokenize text will fail", file=sys.stderr)
     try:
         probes = [make_probe(spec, tokenizer=tokenizer) for spec in args.probe]
     except ProbeSpecError as exc:

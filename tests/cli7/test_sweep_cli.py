@@ -66,19 +66,25 @@ def test_rerun_skips_and_a_changed_spec_recomputes(swept, tiny_run, docs_jsonl, 
         == {0: 1.0, 5: 2.0, 10: 1.0}
 
 
-def test_shards_from_environment_partition_checkpoints(tiny_run, tmp_path, monkeypatch):
+def test_shards_from_environment_partition_checkpoints(tiny_run, tmp_path, monkeypatch, capsys):
     out = tmp_path / "sharded"
+    todo = {}
     for rank in (0, 1):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
         assert cli("sweep", tiny_run, "--out", out, "--probe", "working_language:suite=php,limit=2",
                    "--no-progress") == 0
-    files = sorted(p.name for p in (out / "results").glob("*.parquet"))
-    assert files == ["checkpoint-0.parquet", "checkpoint-10.parquet", "checkpoint-5.parquet"]
+        todo[rank] = capsys.readouterr().out
+    assert "3 checkpoints" not in todo[0]
+    assert "on rank 0/2, 0 already done, 2 to run" in todo[0]   # checkpoints 0 and 10
+    assert "on rank 1/2, 0 already done, 1 to run" in todo[1]   # checkpoint 5
+    assert len(list((out / "results").glob("*.parquet"))) == 3
+    assert sorted(read_sweep(out)["step"].unique()) == [0, 5, 10]
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
     # a single-process rerun finds every shard's result and skips it
     assert cli("sweep", tiny_run, "--out", out, "--probe", "working_language:suite=php,limit=2", "--no-progress") == 0
+    assert "0 computed, 3 already done" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("argv, needle", [

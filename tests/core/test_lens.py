@@ -287,3 +287,17 @@ def test_nnsight_backend_agrees(model_type):
     assert isinstance(b, LogitLensResult)
     # nnsight's per-module forward controllers are removed again: the model is left as it was
     assert not [name for name, mod in model.named_modules() if "forward" in mod.__dict__]
+
+
+def test_chunked_decode_equals_single_pass(monkeypatch, model_factory):
+    import lensprobe.lens as lens_mod
+
+    model = model_factory("gemma2")
+    ids = random_ids(4, 6, seed=9)
+    per_row = torch.tensor([[3, 4], [5, 6], [7, 8], [9, 10]])
+    whole = logit_lens(model, ids, token_ids=per_row, token_sets=SETS, top_k=3)
+    monkeypatch.setattr(lens_mod, "MAX_LOGITS_ELEMENTS", 101 * 5)  # 5 rows per unembedding chunk
+    chunked = logit_lens(model, ids, token_ids=per_row, token_sets=SETS, top_k=3)
+    for name in ("token_logprobs", "set_logprobs", "top_logprobs", "entropy"):
+        assert torch.allclose(getattr(whole, name), getattr(chunked, name), atol=1e-6), name
+    assert torch.equal(whole.top_tokens, chunked.top_tokens) and torch.equal(whole.token_ranks, chunked.token_ranks)
