@@ -50,7 +50,7 @@ class DemoSettings:
 
 DEFAULT = DemoSettings()
 QUICK = DemoSettings(train_base=False, continual_php_tokens=620_000, continual_python_tokens=31_000,
-                     snapshot_every=25, snapshot_log_max=16, items_per_split=20, lape_tokens=8_192, n_boot=300)
+                     snapshot_every=30, snapshot_log_max=8, items_per_split=20, lape_tokens=8_192, n_boot=300)
 
 BABEL_CORPUS = {"kind": "babel", "target": "php", "seed": 0,
                 "splits": {"n_shared": 40, "n_python_only": 40, "n_target_only": 40, "n_control": 40}}
