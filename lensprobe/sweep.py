@@ -213,7 +213,8 @@ def run_sweep(series: Any, probes: Sequence[Probe | ModelProbe], *, out_dir: str
             try:
                 rows: list[dict[str, Any]] = []
                 if hook_probes:
-                    rows += run_probes(model, hook_probes, tokenizer=tok, device=device)
+                    rows += run_probes(model, hook_probes, tokenizer=tok,
+                                       device=None if str(device) == "auto" else device)
                 for mp in model_probes:
                     with torch.inference_mode():
                         rows += mp.run(model, tok)

@@ -35,4 +35,6 @@ fi
 # torch first and pinned: an unpinned torch pulls several GB of CUDA packages on a CPU machine.
 .venv/bin/python -m pip install -q "$TORCH_SPEC"
 .venv/bin/python -m pip install -q -e ".[dev]"
+# a Jupyter kernel inside the venv, for the notebooks in examples/ (the tests execute them)
+.venv/bin/python -m ipykernel install --sys-prefix >/dev/null
 .venv/bin/python -c "import torch, transformers, lensprobe; print('setup: ok — torch', torch.__version__, '| transformers', transformers.__version__, '| lensprobe', lensprobe.__version__)"
