@@ -291,39 +291,44 @@ class Rendering:
 IND = "    "
 
 
+def _python_step(step: Step, src: str) -> str:
+    """One pipeline step as a Python expression over ``src``."""
+    k, a = step.kind, step.arg
+    if k.startswith("filter"):
+        return f"[x for x in {src} if {_pred(k, a, 'x')}]"
+    if k.startswith("map"):
+        return f"[{_fn(k, a, 'x')} for x in {src}]"
+    if k == "sort":
+        return f"sorted({src})"
+    if k in ("reverse", "rev"):
+        return f"{src}[::-1]"
+    if k == "unique":
+        return f"list(dict.fromkeys({src}))"
+    if k == "take":
+        return f"{src}[:{a}]"
+    if k == "drop":
+        return f"{src}[{a}:]"
+    if k == "strip":
+        return f'{src}.strip(" ")'
+    if k in ("lower", "upper"):
+        return f"{src}.{k}()"
+    if k == "replace":
+        return f"{src}.replace({_q(a[0])}, {_q(a[1])})"
+    raise ValueError(f"unknown step kind {k!r}")
+
+
+def _python_terminal(t: Terminal, src: str) -> str:
+    return {"count": f"len({src})", "length": f"len({src})", "sum": f"sum({src})", "max": f"max({src})",
+            "min": f"min({src})", "count_char": f"{src}.count({_q(str(t.arg))})"}[t.kind]
+
+
 def _python(c: Concept) -> Rendering:
     src, lines = c.param, []
+    var = "ys" if c.domain == "list" else "t"
     for s in c.steps:
-        k, a = s.kind, s.arg
-        if k.startswith("filter"):
-            e = f"[x for x in {src} if {_pred(k, a, 'x')}]"
-        elif k.startswith("map"):
-            e = f"[{_fn(k, a, 'x')} for x in {src}]"
-        elif k == "sort":
-            e = f"sorted({src})"
-        elif k in ("reverse", "rev"):
-            e = f"{src}[::-1]"
-        elif k == "unique":
-            e = f"list(dict.fromkeys({src}))"
-        elif k == "take":
-            e = f"{src}[:{a}]"
-        elif k == "drop":
-            e = f"{src}[{a}:]"
-        elif k == "strip":
-            e = f'{src}.strip(" ")'
-        elif k in ("lower", "upper"):
-            e = f"{src}.{k}()"
-        elif k == "replace":
-            e = f"{src}.replace({_q(a[0])}, {_q(a[1])})"
-        else:
-            raise ValueError(k)
-        var = "ys" if c.domain == "list" else "t"
-        lines.append(f"{IND}{var} = {e}")
+        lines.append(f"{IND}{var} = {_python_step(s, src)}")
         src = var
-    t = c.terminal
-    ret = {"count": f"len({src})", "length": f"len({src})", "sum": f"sum({src})", "max": f"max({src})",
-           "min": f"min({src})", "count_char": f"{src}.count({_q(str(t.arg))})"}[t.kind]
-    lines.append(f"{IND}return {ret}")
+    lines.append(f"{IND}return {_python_terminal(c.terminal, src)}")
     return Rendering("python", f"def {c.name}({c.param}):", tuple(lines), "")
 
 
@@ -568,30 +573,8 @@ def _python_expr(c: Concept) -> str:
     """The whole pipeline as one nested Python expression."""
     e = c.param
     for s in c.steps:
-        k, a = s.kind, s.arg
-        if k.startswith("filter"):
-            e = f"[x for x in {e} if {_pred(k, a, 'x')}]"
-        elif k.startswith("map"):
-            e = f"[{_fn(k, a, 'x')} for x in {e}]"
-        elif k == "sort":
-            e = f"sorted({e})"
-        elif k in ("reverse", "rev"):
-            e = f"{e}[::-1]"
-        elif k == "unique":
-            e = f"list(dict.fromkeys({e}))"
-        elif k == "take":
-            e = f"{e}[:{a}]"
-        elif k == "drop":
-            e = f"{e}[{a}:]"
-        elif k == "strip":
-            e = f'{e}.strip(" ")'
-        elif k in ("lower", "upper"):
-            e = f"{e}.{k}()"
-        elif k == "replace":
-            e = f"{e}.replace({_q(a[0])}, {_q(a[1])})"
-    t = c.terminal
-    return {"count": f"len({e})", "length": f"len({e})", "sum": f"sum({e})", "max": f"max({e})",
-            "min": f"min({e})", "count_char": f"{e}.count({_q(str(t.arg))})"}[t.kind]
+        e = _python_step(s, e)
+    return _python_terminal(c.terminal, e)
 
 
 def python_surface(concept: Concept, form: str, rng: random.Random | None = None) -> str:
