@@ -17,7 +17,8 @@
 """
 from __future__ import annotations
 
-import gzip
+from lensprobe._io import iter_jsonl
+
 import json
 import os
 import random
@@ -341,18 +342,8 @@ class JsonlCorpus(_RecordCorpus):
 
     def _records(self):
         for file in _expand(self.path, (".jsonl", ".jsonl.gz", ".json.gz", ".ndjson")):
-            opener = gzip.open if file.name.endswith(".gz") else open
-            with opener(file, "rt", encoding="utf-8") as fh:  # type: ignore[operator]
-                for lineno, line in enumerate(fh, 1):
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(f"{file}:{lineno}: not valid JSON ({exc.msg})") from exc
-                    if not isinstance(record, dict):
-                        raise ValueError(f"{file}:{lineno}: expected a JSON object per line")
-                    yield f"{file}#{lineno}", record
+            for lineno, record in iter_jsonl(file):
+                yield f"{file}#{lineno}", record
 
 
 class ParquetCorpus(_RecordCorpus):

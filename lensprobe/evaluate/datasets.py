@@ -4,8 +4,8 @@ Files are read by path (``.jsonl`` or ``.jsonl.gz``); nothing is downloaded or c
 """
 from __future__ import annotations
 
-import gzip
-import json
+from lensprobe._io import iter_jsonl
+
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,19 +65,7 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    opener = gzip.open if path.suffix == ".gz" else open
-    records = []
-    with opener(path, "rt", encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DatasetError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(rec, dict):
-                raise DatasetError(f"{path}:{lineno}: expected a JSON object")
-            records.append(rec)
+    records = [rec for _, rec in iter_jsonl(path, error=DatasetError)]
     if not records:
         raise DatasetError(f"{path}: no records")
     return records

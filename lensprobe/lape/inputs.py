@@ -17,8 +17,9 @@ authors used up to 100M); CPU-sized models (4 layers x 512 neurons) gave interpr
 """
 from __future__ import annotations
 
+from lensprobe._io import iter_jsonl
+
 import hashlib
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,23 +285,14 @@ def read_documents(path: str | os.PathLike, language: str) -> Iterator[str]:
     if not path.is_file():
         raise InputError(f"{path}: no such file or directory")
     found = False
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"{path}:{lineno}: not JSON ({exc.msg})") from exc
-            if not isinstance(rec, dict):
-                raise InputError(f"{path}:{lineno}: expected a JSON object")
-            if "language" in rec and rec["language"] != language:
-                continue
-            text = next((rec[k] for k in _TEXT_FIELDS if k in rec), None)
-            if not isinstance(text, str):
-                raise InputError(f"{path}:{lineno}: needs a string field {' / '.join(_TEXT_FIELDS)}")
-            found = True
-            yield text
+    for lineno, rec in iter_jsonl(path, error=InputError):
+        if "language" in rec and rec["language"] != language:
+            continue
+        text = next((rec[k] for k in _TEXT_FIELDS if k in rec), None)
+        if not isinstance(text, str):
+            raise InputError(f"{path}:{lineno}: needs a string field {' / '.join(_TEXT_FIELDS)}")
+        found = True
+        yield text
     if not found:
         raise InputError(f"{path}: no records for language {language!r}")
 

@@ -70,7 +70,7 @@ def test_files_directory_and_jsonl(tmp_path):
         LapeInputs.from_files({"go": src}, tok)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"text": "ok"}\n{oops\n')
-    with pytest.raises(InputError, match=r"bad.jsonl:2: not JSON"):
+    with pytest.raises(InputError, match=r"bad.jsonl:2: not valid JSON"):
         LapeInputs.from_files({"python": bad}, tok)
     bad.write_text('{"body": "x"}\n')
     with pytest.raises(InputError, match=r"bad.jsonl:1: needs a string field"):
