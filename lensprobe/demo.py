@@ -188,7 +188,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
     t = time.perf_counter()
     split_names = ("shared", "python_only", "target_only", "control")
     for run_dir in run_dirs:
-        series = CheckpointSeries(run_dir)
+        series = CheckpointSeries(run_dir, run=run_dir.name)
         lape_inputs = LapeInputs.from_token_store(run_dir / "tokens", ["python", "php"], split="val",
                                                   tokens_per_language=s.lape_tokens)
         probes = [

@@ -350,7 +350,7 @@ def _summarise_support(x: np.ndarray, keep: np.ndarray, order: np.ndarray, stage
             per_stage[st.name] = float(c[m].mean()) if m.any() else None
         finite = np.isfinite(c)
         trend = None
-        if finite.sum() >= 3:
+        if finite.sum() >= 3 and np.ptp(c[finite]) > 0:
             from scipy.stats import spearmanr
 
             trend = float(spearmanr(x[finite], c[finite]).statistic)

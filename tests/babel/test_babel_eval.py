@@ -59,7 +59,7 @@ def test_sandboxed_pass_at_1_isolates_broken_completions(splits):
 
 def test_evaluate_babel_summarises_per_split_and_language(splits, monkeypatch):
     """With completions canonical for shared concepts and empty elsewhere, the summary must say so."""
-    def fake_complete(model, tokenizer, prompts, *, max_new_tokens, batch_size=32):
+    def fake_complete(model, tokenizer, prompts, *, max_new_tokens, batch_size=32, language=None):
         out = []
         by_prompt = {it.prompt: it for it in babel_items(splits, languages=("python", "php"))}
         for p in prompts:
@@ -82,3 +82,19 @@ def test_evaluate_babel_summarises_per_split_and_language(splits, monkeypatch):
     rows = ev.rows()
     assert {r["metric"] for r in rows} >= {"line_acc", "line_acc_lo", "line_acc_hi", "pass@1"}
     assert all(r["probe"] == "babel" for r in rows)
+
+
+def test_greedy_complete_equals_hf_generate_with_left_padding():
+    import torch
+
+    from lensprobe.babel import greedy_complete
+    from lensprobe.testing import tiny_model, tiny_tokenizer
+
+    model, tok = tiny_model("gpt2", seed=3), tiny_tokenizer()
+    prompts = ["<t5> <t9> <t11>", "<t7>", "<t20> <t21> <t22> <t23> <t24>"]
+    ours = greedy_complete(model, tok, prompts, max_new_tokens=12, batch_size=2)
+    for p, text in zip(prompts, ours):  # unbatched HF generate as the oracle
+        ids = torch.tensor([tok(p, add_special_tokens=False)["input_ids"]])
+        ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12,
+                             pad_token_id=0, eos_token_id=None)
+        assert text == tok.decode(ref[0, ids.shape[1]:].tolist(), skip_special_tokens=True)
