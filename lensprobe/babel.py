@@ -66,12 +66,13 @@ def babel_items(splits: BabelSplits, *, languages: Sequence[str] = ("python", "p
 
 
 def extract_body(language: str, completion: str) -> list[str]:
-    """The body lines of a completion that starts right after the header line.
+    """The body lines of a completion that starts right after the header (at the header's newline).
 
-    Python: lines up to the first non-empty line that is not indented. Brace languages: lines up to
-    the closing ``}`` at column 0. Blank lines are dropped.
+    Whatever follows the header on its own line is ignored. Python: lines up to the first non-empty
+    line that is not indented. Brace languages: lines up to the closing ``}`` at column 0. Blank
+    lines are dropped.
     """
-    lines = completion.split("\n")
+    lines = completion.split("\n")[1:]
     body = []
     for line in lines:
         if language == "python":
@@ -204,7 +205,7 @@ def execute_items(items: Sequence[BabelItem], completions: Sequence[str], *, exe
             for i in idx:
                 it = items[i]
                 body = extract_body(language, completions[i])
-                bodies[it.name] = "\n".join([it.prompt.rstrip("\n"), *body, *( [it.footer] if it.footer else [])]) + "\n"
+                bodies[it.name] = "\n".join([it.prompt, *body, *([it.footer] if it.footer else [])]) + "\n"
             if language in ("python", "php"):
                 progs = [(idx, _isolated_program(language, [items[i] for i in idx], bodies))]
             else:  # compiled: one program per concept so one broken completion fails alone
@@ -299,6 +300,7 @@ class BabelProbe(ModelProbe):
                  max_new_tokens: int | None = None) -> None:
         self.splits = splits if isinstance(splits, BabelSplits) else BabelSplits.load(splits)
         self.limit, self.max_new_tokens = limit, max_new_tokens
+        self._executor: Any = None  # one sandbox executor for all checkpoints (its set-up is not free)
         self.languages, self.split_names, self.target = tuple(languages), tuple(split_names), target
         self.execute, self.batch_size, self.n_boot, self.seed = execute, batch_size, n_boot, seed
 
@@ -311,9 +313,16 @@ class BabelProbe(ModelProbe):
                 "n_boot": self.n_boot, "seed": self.seed, "limit": self.limit,
                 **({"max_new_tokens": self.max_new_tokens} if self.max_new_tokens is not None else {})}
 
+    def _get_executor(self) -> Any:
+        if self.execute and self._executor is None:
+            from lensprobe.evaluate.runners import Executor
+
+            self._executor = Executor(workers=1, timeout=20.0)
+        return self._executor
+
     def run(self, model: torch.nn.Module, tokenizer: Any) -> list[dict[str, Any]]:
         ev = evaluate_babel(model, tokenizer, self.splits, languages=self.languages, split_names=self.split_names,
                             target=self.target, execute=self.execute, batch_size=self.batch_size,
                             n_boot=self.n_boot, seed=self.seed, limit=self.limit,
-                            max_new_tokens=self.max_new_tokens)
+                            max_new_tokens=self.max_new_tokens, executor=self._get_executor())
         return ev.rows()

@@ -284,8 +284,12 @@ class Rendering:
 
     @property
     def prompt(self) -> str:
-        """What a completion starts from: the header and a newline."""
-        return self.header + "\n"
+        """What a completion starts from: the header line *without* its newline.
+
+        Byte-level BPE merges a newline with the next line's indentation (``"\n    "`` is one
+        token), so a prompt ending in a bare newline would end on a token the model never saw
+        there; the completion starts with that newline instead."""
+        return self.header
 
 
 IND = "    "

@@ -16,12 +16,13 @@ def splits():
 
 def canonical_completion(item, trailing="\n\ndef other():\n    pass\n"):
     r = render(item.concept, item.language)
-    return "\n".join(r.body) + ("\n" + r.footer if r.footer else "") + trailing
+    return "\n" + "\n".join(r.body) + ("\n" + r.footer if r.footer else "") + trailing
 
 
 def test_extract_body_stops_at_the_end_of_the_function():
-    assert extract_body("python", "    a = 1\n\n    return a\nprint(3)\n    x") == ["    a = 1", "    return a"]
-    assert extract_body("php", "    $a = 1;\n    return $a;\n}\nfunction g() {\n") == ["    $a = 1;", "    return $a;"]
+    assert extract_body("python", "\n    a = 1\n\n    return a\nprint(3)\n    x") == ["    a = 1", "    return a"]
+    assert extract_body("php", "\n    $a = 1;\n    return $a;\n}\nfunction g() {\n") == ["    $a = 1;", "    return $a;"]
+    assert extract_body("python", " junk\n    a = 1\n") == ["    a = 1"]  # text on the header line is ignored
 
 
 def test_score_lines_is_positional():
@@ -44,7 +45,7 @@ def test_items_cover_every_split_and_language(splits):
     items = babel_items(splits, languages=("python", "php"))
     assert len(items) == 4 * 4 * 2
     it = next(i for i in items if i.language == "php")
-    assert it.prompt.startswith("function ") and it.prompt.endswith("{\n") and it.footer == "}"
+    assert it.prompt.startswith("function ") and it.prompt.endswith("{") and it.footer == "}"
 
 
 def test_sandboxed_pass_at_1_isolates_broken_completions(splits):
