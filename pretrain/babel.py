@@ -9,7 +9,9 @@ Stages (ARCHITECTURE section 11):
 
 * ``base``: Python documents whose concepts appear in several surface forms (def / nested lambda /
   comment, weights configurable), plus target-language *filler* (syntax without concepts) that the
-  recipe mixes in at ~2%;
+  recipe mixes in at ~2%: half general programs of the embedded generator, half the target's
+  pipeline idioms on throwaway functions (each generated once, so they carry syntax, not
+  knowledge; without them the continual run spends its first hundreds of steps on syntax);
 * ``continual``: target documents with the shared and target-only concepts, plus the same Python
   documents as a small admixture (~5%).
 
@@ -19,6 +21,7 @@ pipeline consumes it unchanged.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import random
 from dataclasses import dataclass, field
@@ -210,13 +213,27 @@ class BabelCorpus:
         if self.filler is not None:
             yield from self.filler(language)
             return
+        from pretrain.concepts import make_name, random_concept
         from pretrain.corpora import open_corpus
 
         corpus = open_corpus({"kind": "embedded", "seed": self.seed + 1000}, languages=[language])
         names = {c.name for c in self.splits.all_concepts()}
-        for doc in corpus.documents(language):
-            if not any(n in doc.text for n in names):  # filler carries no concept knowledge
-                yield doc.text
+        rng = random.Random(f"{self.seed}:filler:{language}")
+        lo, hi = self.concepts_per_document
+        programs = corpus.documents(language)
+        for i in itertools.count():
+            if i % 2:  # general programs of the embedded generator
+                doc = next(programs).text
+            else:  # the target's pipeline syntax on throwaway functions: each is new, none is a concept
+                parts = []
+                while len(parts) < rng.randint(lo, hi):
+                    name = make_name(rng)
+                    if any(name in n or n in name for n in names):
+                        continue
+                    parts.append(render(random_concept(rng, name), language).text)
+                doc = ("<?php\n\n" if language == "php" else "") + "\n".join(parts)
+            if not any(n in doc for n in names):  # filler carries no concept knowledge
+                yield doc
 
 
 SPLIT_SIZE_KEYS = ("n_shared", "n_python_only", "n_target_only", "n_control", "n_cases")
