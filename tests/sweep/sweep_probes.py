@@ -62,6 +62,6 @@ class ParamSum(ModelProbe):
     def run(self, model, tokenizer):
         if self.fail_marker and os.path.exists(self.fail_marker):
             raise RuntimeError("planted failure")
-        total = sum(float(p.double().sum()) for p in model.parameters())
+        total = sum(float(p.detach().double().sum()) for p in model.parameters())
         return [dict(probe=self.name, language=None, identifier=None, layer=None, metric="param_sum",
                      value=total, n=1)]

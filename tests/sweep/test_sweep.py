@@ -48,7 +48,7 @@ def test_table_is_long_format_and_matches_an_independent_forward(run_dir, tmp_pa
         got = df[(df.step == step) & (df.metric == "last_norm")].set_index("layer")["value"]
         for layer, s in norms.items():
             assert got[layer] == pytest.approx(s / 6, rel=1e-5)
-        psum = sum(float(p.double().sum()) for p in model.parameters())
+        psum = sum(float(p.detach().double().sum()) for p in model.parameters())
         assert df[(df.step == step) & (df.metric == "param_sum")]["value"].item() == pytest.approx(psum, rel=1e-6)
         # log rows joined from loss.jsonl (loss = 5 / (1 + step))
         tl = df[(df.step == step) & (df.metric == "train_loss") & df.language.isna()]["value"].item()
