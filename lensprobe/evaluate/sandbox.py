@@ -209,6 +209,14 @@ def kill_uid(uid: int, *, rounds: int = 5) -> int:
     return total
 
 
+def _under(path: Path, root: Path) -> bool:
+    try:
+        Path(os.path.abspath(path)).relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
 def hidden_ancestor(path: Path) -> Path | None:
     """The outermost ancestor of ``path`` that other users may not traverse (None if all may)."""
     path = Path(os.path.abspath(path))
@@ -331,7 +339,9 @@ class Sandbox:
                     hidden.append(str(anc))
                     wrap += ["--tmpfs", str(anc)]
             for path in reveal:
-                if hidden_ancestor(Path(path)) is not None:
+                # under a hidden ancestor, or under /tmp (replaced by the private tmpfs above: a
+                # checkout and its venv may live there, e.g. a CI clone)
+                if hidden_ancestor(Path(path)) is not None or _under(Path(path), Path("/tmp")):
                     wrap += ["--ro-bind", str(path), str(path)]
             for w in [workdir, *writable]:
                 wrap += ["--bind", str(w), str(w)]
