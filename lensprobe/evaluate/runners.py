@@ -11,6 +11,7 @@ import fcntl
 import hashlib
 import logging
 import os
+import threading
 import queue
 import re
 import shutil
@@ -112,7 +113,18 @@ class Executor:
         return inc
 
     def _shim_path(self, name: str) -> Path:
-        return Path(str(resources.files("lensprobe.evaluate") / "shims" / name))
+        """A shim source copied into the cache (the package may sit where the sandbox cannot see,
+        e.g. a checkout under /tmp, which the sandbox replaces by a private tmpfs)."""
+        text = (resources.files("lensprobe.evaluate") / "shims" / name).read_text()
+        target = self.cache_dir / "shims" / name
+        if not target.exists() or target.read_text() != text:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(target.parent, 0o755)
+            tmp = target.with_suffix(f"{target.suffix}.tmp{os.getpid()}-{threading.get_ident()}")
+            tmp.write_text(text)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        return target
 
     def _pch(self, source: str) -> Path | None:
         """A precompiled header for the standard headers ``source`` includes (None: compile plainly)."""

@@ -338,11 +338,22 @@ class Sandbox:
                 if anc is not None and str(anc) not in hidden and str(anc) != "/tmp":
                     hidden.append(str(anc))
                     wrap += ["--tmpfs", str(anc)]
+            made: set[str] = set()
             for path in reveal:
                 # under a hidden ancestor, or under /tmp (replaced by the private tmpfs above: a
                 # checkout and its venv may live there, e.g. a CI clone)
-                if hidden_ancestor(Path(path)) is not None or _under(Path(path), Path("/tmp")):
-                    wrap += ["--ro-bind", str(path), str(path)]
+                path = Path(os.path.abspath(path))
+                root = hidden_ancestor(path) or (Path("/tmp") if _under(path, Path("/tmp")) else None)
+                if root is None:
+                    continue
+                # bwrap would create the directories between the tmpfs and the bind as 0700,
+                # which the sandbox uid cannot traverse: create them world-traversable first
+                for anc in reversed(path.relative_to(root).parents[:-1] if path != root else ()):
+                    d = str(root / anc)
+                    if d not in made:
+                        made.add(d)
+                        wrap += ["--perms", "0755", "--dir", d]
+                wrap += ["--ro-bind", str(path), str(path)]
             for w in [workdir, *writable]:
                 wrap += ["--bind", str(w), str(w)]
             wrap += ["--chdir", str(workdir), "--"]
