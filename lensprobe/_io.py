@@ -101,3 +101,20 @@ def iter_jsonl(path: str | os.PathLike, *, error: type[Exception] = ValueError) 
             if not isinstance(record, dict):
                 raise error(f"{path}:{lineno}: expected a JSON object per line")
             yield lineno, record
+
+
+def atomic_write_table(path: str | os.PathLike, df: Any) -> Path:
+    """Write a DataFrame atomically as ``.parquet``, ``.csv`` or ``.jsonl``/``.json`` (records)."""
+    import io
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        buf = io.BytesIO()
+        df.to_parquet(buf, index=False)
+        return atomic_write_bytes(path, buf.getvalue())
+    if suffix == ".csv":
+        return atomic_write_text(path, df.to_csv(index=False))
+    if suffix in (".jsonl", ".json"):
+        return atomic_write_text(path, df.to_json(orient="records", lines=True))
+    raise ValueError(f"{path}: use a .parquet, .csv or .jsonl file name")

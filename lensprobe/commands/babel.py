@@ -55,16 +55,9 @@ def _target(splits: Any, target: str | None) -> str:
 
 
 def _write_table(df: Any, out: Path) -> None:
-    from lensprobe._io import atomic_write_bytes
+    from lensprobe._io import atomic_write_table
 
-    if out.suffix.lower() == ".parquet":
-        import io
-
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        atomic_write_bytes(out, buf.getvalue())
-    else:
-        atomic_write_bytes(out, df.to_csv(index=False).encode("utf-8"))
+    atomic_write_table(out, df)
 
 
 def _check_table_path(out: str, field: str = "--out") -> Path:

@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 NAME = "eval"
@@ -53,21 +52,9 @@ def register(subparsers: Any) -> None:
 
 
 def _write_table(df: Any, path: str) -> None:
-    from lensprobe._io import atomic_write_bytes, atomic_write_text
+    from lensprobe._io import atomic_write_table
 
-    suffix = Path(path).suffix.lower()
-    if suffix == ".csv":
-        atomic_write_text(path, df.to_csv(index=False))
-    elif suffix in (".jsonl", ".json"):
-        atomic_write_text(path, df.to_json(orient="records", lines=True))
-    elif suffix == ".parquet":
-        import io
-
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        atomic_write_bytes(path, buf.getvalue())
-    else:
-        raise ValueError(f"--out {path}: use a .csv, .jsonl or .parquet file name")
+    atomic_write_table(path, df)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -18,16 +18,9 @@ SUMMARY_METRICS = ("n_neurons", "n_exclusive", "null_n_neurons", "null_n_exclusi
 
 
 def _write_table(df: Any, out: Path) -> None:
-    import io
+    from lensprobe._io import atomic_write_table
 
-    from lensprobe._io import atomic_write_bytes
-
-    if out.suffix.lower() == ".parquet":
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        atomic_write_bytes(out, buf.getvalue())
-    else:
-        atomic_write_bytes(out, df.to_csv(index=False).encode("utf-8"))
+    atomic_write_table(out, df)
 
 
 def _read_table(out: Path):

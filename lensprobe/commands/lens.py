@@ -12,19 +12,9 @@ from typing import Any
 
 
 def _write_table(df: Any, out: Path) -> None:
-    from lensprobe._io import atomic_write_bytes
+    from lensprobe._io import atomic_write_table
 
-    suffix = out.suffix.lower()
-    if suffix == ".parquet":
-        import io
-
-        buf = io.BytesIO()
-        df.to_parquet(buf, index=False)
-        atomic_write_bytes(out, buf.getvalue())
-    elif suffix == ".csv":
-        atomic_write_bytes(out, df.to_csv(index=False).encode("utf-8"))
-    else:  # checked before running
-        raise ValueError(f"--out must end in .parquet or .csv, got {out}")
+    atomic_write_table(out, df)
 
 
 def run(args: argparse.Namespace) -> int:
