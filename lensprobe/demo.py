@@ -81,8 +81,8 @@ def _final_checkpoint(run_dir: Path) -> Path:
     return ckpts[-1]
 
 
-def _corpus_override() -> str:
-    return "data.corpus=" + json.dumps(BABEL_CORPUS)
+def _corpus_override(stage: str) -> str:
+    return "data.corpus=" + json.dumps({**BABEL_CORPUS, "stage": stage})
 
 
 def performance_curve(table: pd.DataFrame, *, language: str, split: str, metric: str = "line_acc"
@@ -152,7 +152,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
         log(f"base: using the given checkpoint {base_ckpt}")
     elif s.train_base:
         base_dir = _train("babel-base", out / "runs" / "base",
-                          [_corpus_override(), f"data.tokens.python={s.base_python_tokens}",
+                          [_corpus_override("base"), f"data.tokens.python={s.base_python_tokens}",
                            f"data.tokens.php={s.base_php_tokens}", "snapshots.schedule=every", "snapshots.every=1000000"],
                           commands)
         base_ckpt = _final_checkpoint(base_dir)
@@ -177,7 +177,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
     run_dirs = []
     for seed in range(seeds):
         run_dir = _train("babel-continual", out / "runs" / f"php-seed{seed}",
-                         [_corpus_override(), f"model.init_from={base_ckpt}", f"seed={seed}",
+                         [_corpus_override("continual"), f"model.init_from={base_ckpt}", f"seed={seed}",
                           f"data.tokens.php={s.continual_php_tokens}", f"data.tokens.python={s.continual_python_tokens}",
                           f"snapshots.every={s.snapshot_every}", f"snapshots.log_max={s.snapshot_log_max}"],
                          commands)

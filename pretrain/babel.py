@@ -158,7 +158,7 @@ class BabelCorpus:
     """
 
     splits: BabelSplits
-    stage: str = "base"
+    stage: str  # "base" or "continual"; no default (the stages share every other field)
     target: str = "php"
     surface_weights: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_SURFACE_WEIGHTS))
     seed: int = 0
@@ -243,6 +243,8 @@ SPEC_KEYS = ("stage", "target", "seed", "splits", "surface_weights", "concepts_p
 def babel_corpus(*, languages: Sequence[str] | None = None, **spec: Any) -> BabelCorpus:
     """A :class:`BabelCorpus` from a corpus spec (``{kind: babel, stage, target, seed, splits: {...}}``).
 
+    ``stage`` (``base`` or ``continual``) is required: the two stages share every other field.
+
     Errors name the spec field (``data.corpus.<field>`` in a recipe). ``splits`` holds the split
     sizes (keys of :func:`make_splits`) or ``{file: PATH}`` for a saved manifest; base and
     continual runs with the same seed and sizes share their splits.
@@ -250,7 +252,11 @@ def babel_corpus(*, languages: Sequence[str] | None = None, **spec: Any) -> Babe
     unknown = sorted(set(spec) - set(SPEC_KEYS))
     if unknown:
         raise ValueError(f"babel corpus: unknown field(s) {unknown}; expected some of {list(SPEC_KEYS)}")
-    stage = spec.get("stage", "base")
+    if "stage" not in spec:  # no default: a silent "base" turned a continual run into filler-only training
+        raise ValueError(f"babel corpus: stage: required, one of {list(STAGES)}")
+    stage = spec["stage"]
+    if stage not in STAGES:
+        raise ValueError(f"babel corpus: stage: expected one of {list(STAGES)}, got {stage!r}")
     target = spec.get("target", "php")
     seed = spec.get("seed", 0)
     if not isinstance(seed, int):

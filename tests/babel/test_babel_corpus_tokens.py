@@ -72,6 +72,7 @@ def test_no_control_name_in_any_token_file(stores):
     ('data.languages=["python", "go"]', "go"),
     ("data.tokens.go=1000", "data.tokens.go"),
     ("data.corpus.stage=middle", "stage"),
+    ('data.corpus={"kind": "babel", "target": "php", "seed": 0}', "stage: required"),
 ])
 def test_bad_babel_recipes_fail_before_training_naming_the_field(override, field):
     from pretrain.config import ConfigError, load_config

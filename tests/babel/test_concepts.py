@@ -103,7 +103,7 @@ def test_bad_split_arguments_name_the_field():
     with pytest.raises(ValueError, match="unknown split"):
         s.split("nope")
     with pytest.raises(ValueError, match="surface_weights: unknown form"):
-        BabelCorpus(s, surface_weights={"def": 1.0, "prose": 1.0})
+        BabelCorpus(s, stage="base", surface_weights={"def": 1.0, "prose": 1.0})
     with pytest.raises(ValueError, match="stage"):
         BabelCorpus(s, stage="middle")
 

@@ -44,6 +44,10 @@ def test_every_probe_is_present_for_every_checkpoint(demo_out):
     # the shipped base knows its Python concepts: Python line accuracy on trained concepts beats control
     first = babel[babel.step == babel.step.min()].set_index(["language", "identifier"])["value"]
     assert first[("python", "python_only")] > first[("python", "control")] + 0.1
+    # the continual run trains on PHP concepts (not base-stage filler): PHP learns its own concepts
+    last = babel[babel.step == babel.step.max()].set_index(["language", "identifier"])["value"]
+    assert first[("php", "target_only")] < 0.05
+    assert last[("php", "target_only")] > last[("php", "control")] + 0.08, last
     # the lens probe saw the generated suite's split ids
     wl = table[(table.probe == "working_language") & (table.metric == "eq1_python_share")]
     assert wl["identifier"].dropna().str.split(":").str[0].isin(["shared", "python_only", "target_only",
