@@ -46,8 +46,12 @@ def test_every_probe_is_present_for_every_checkpoint(demo_out):
     assert first[("python", "python_only")] > first[("python", "control")] + 0.1
     # the continual run trains on PHP concepts (not base-stage filler): PHP learns its own concepts
     last = babel[babel.step == babel.step.max()].set_index(["language", "identifier"])["value"]
-    assert first[("php", "target_only")] < 0.05
-    assert last[("php", "target_only")] > last[("php", "control")] + 0.08, last
+    assert last[("php", "target_only")] > first[("php", "target_only")] + 0.2, (first, last)
+    assert last[("php", "shared")] > last[("php", "control")] + 0.3, last
+    # ... and reaches Python-only knowledge it never saw in PHP (transfer), above the guessing level
+    php = babel[babel.language == "php"].pivot_table(index="step", columns="identifier", values="value")
+    tail = php.iloc[-3:]
+    assert tail["python_only"].mean() > tail["control"].mean() + 0.05, php
     # the lens probe saw the generated suite's split ids
     wl = table[(table.probe == "working_language") & (table.metric == "eq1_python_share")]
     assert wl["identifier"].dropna().str.split(":").str[0].isin(["shared", "python_only", "target_only",
