@@ -1,8 +1,8 @@
 """The synthetic Babel benchmark end to end (a benchmark, not a test).
 
-Runs the default recipes (``babel-base`` then ``babel-continual`` for each seed, sizes of
-ARCHITECTURE section 11 unless ``--demo-sizes``), sweeps every checkpoint, and prints per seed and
-averaged over seeds:
+Runs the default recipes (``babel-base`` once, or ``--base CKPT``; then ``babel-continual`` for
+each seed; sizes of ARCHITECTURE section 11 unless ``--demo-sizes``), sweeps every checkpoint, and
+prints per seed and averaged over seeds (with the 95% Student-t half-width of the mean):
 
 * PHP line accuracy on python_only, shared, target_only and control concepts over steps;
 * Python's own line accuracy on the python_only concepts (forgetting vs disconnect);
@@ -72,6 +72,13 @@ def main() -> int:
     mean = c.drop(columns="run").groupby("step").mean()
     print("\n== mean over seeds")
     print(mean.to_string())
+    n_runs = c["run"].nunique()
+    if n_runs > 1:  # Student-t half-width of the mean over seeds (3 seeds: t = 4.30, not 1.96)
+        from scipy import stats
+
+        half = c.drop(columns="run").groupby("step").std(ddof=1) * stats.t.ppf(0.975, n_runs - 1) / n_runs ** 0.5
+        print(f"\n== 95% half-width of the mean over {n_runs} seeds (Student t)")
+        print(half.to_string())
     stages = json.loads((Path(args.out) / "stages.json").read_text())["php"]
     declined = any(s["name"] == "transition" for s in stages["stages"])
     mid = mean.index[len(mean) // 2]
