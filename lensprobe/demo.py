@@ -36,8 +36,8 @@ class DemoSettings:
     """Sizes of one demo variant (tokens per run; the checkpoint cadence; what is evaluated)."""
 
     train_base: bool = True
-    base_python_tokens: int = 3_000_000
-    base_php_tokens: int = 60_000
+    base_python_tokens: int = 5_000_000      # 1,220 steps: the base must know its concepts firmly (line acc ~1)
+    base_php_tokens: int = 100_000
     continual_php_tokens: int = 2_400_000
     continual_python_tokens: int = 120_000
     snapshot_every: int = 50
