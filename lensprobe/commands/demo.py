@@ -12,7 +12,7 @@ def register(subparsers) -> argparse.ArgumentParser:
                     "--quick), continue it on PHP with 5%% Python, sweep the probes over every checkpoint, detect "
                     "the stages, recommend a PHP token budget and write a report. Re-running resumes.")
     p.add_argument("--out", required=True, help="output directory")
-    p.add_argument("--quick", action="store_true", help="start from the shipped base and train less (~3 min)")
+    p.add_argument("--quick", action="store_true", help="start from the shipped base and train less (~2 min; the default ~13 min)")
     p.add_argument("--seeds", type=int, default=1, help="continual runs with seeds 0..N-1 (default 1)")
     p.add_argument("--base", default=None, help="use this babel-base checkpoint instead of training/shipping one")
     p.set_defaults(func=run)
