@@ -81,7 +81,7 @@ def main() -> int:
         print(half.to_string())
     stages = json.loads((Path(args.out) / "stages.json").read_text())["php"]
     declined = any(s["name"] == "transition" for s in stages["stages"])
-    mid = mean.index[len(mean) // 2]
+    mid = min(mean.index, key=lambda st: abs(st - mean.index.max() / 2))  # the checkpoint nearest half the run
     print(f"\nwall time {wall:.0f}s (timings {summary['timings_s']})")
     print(f"mid-run (step {mid:g}): php python_only {mean.loc[mid, 'php_python_only']:.3f} vs control "
           f"{mean.loc[mid, 'php_control']:.3f}")
