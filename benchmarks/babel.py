@@ -41,11 +41,11 @@ def curves(table: pd.DataFrame) -> pd.DataFrame:
     out = php.join(py.rename("python_python_only"))
     # the lens Python share on the generated suite: Eq.1 counts (top-1 in either set) and the
     # probability-mass variant (the one to read on a 4-layer model, where top-1 is rarely in either set)
+    wl = table[(table.probe == "working_language") & table.layer.isna()].copy()
+    wl["split"] = wl["identifier"].fillna("").str.split(":").str[0]
+    wl = wl[wl.split.isin(["python_only", "shared"])]
     for metric, label in (("eq1_python_share", "lens_py"), ("eq1_mass_python_share", "lens_mass_py")):
-        wl = table[(table.probe == "working_language") & (table.metric == metric) & table.layer.isna()].copy()
-        wl["split"] = wl["identifier"].fillna("").str.split(":").str[0]
-        lens = wl[wl.split.isin(["python_only", "shared"])].pivot_table(index=["run", "step"], columns="split",
-                                                                            values="value")
+        lens = wl[wl.metric == metric].pivot_table(index=["run", "step"], columns="split", values="value")
         lens.columns = [f"{label}_{c}" for c in lens.columns]
         out = out.join(lens)
     return out.reset_index()

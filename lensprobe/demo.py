@@ -19,11 +19,10 @@ from __future__ import annotations
 import json
 import math
 import shlex
-import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -122,6 +121,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
 
     matplotlib.use("Agg")
     from lensprobe import plot
+    from lensprobe._io import atomic_write_json, atomic_write_text
     from lensprobe.babel import BabelProbe
     from lensprobe.babel_suite import write_babel_suite
     from lensprobe.checkpoints import CheckpointSeries
@@ -219,10 +219,10 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
         "lape_python_neurons": support_curve(table, steps, probe="lape", metric="n_neurons", language="python"),
         "lape_php_neurons": support_curve(table, steps, probe="lape", metric="n_neurons", language="php"),
     }
-    stage = detect_stages(steps, perf, interval=half, language="php", support=support,
-                          window=min(5, max(1, len(steps) // 3)))
+    window = min(5, max(1, len(steps) // 3))  # smoothing window, shared by stages and Algorithm 1
+    stage = detect_stages(steps, perf, interval=half, language="php", support=support, window=window)
     stages = {"php": stage.to_dict()}
-    (out / "stages.json").write_text(json.dumps(stages, indent=2))
+    atomic_write_json(out / "stages.json", stages)
     log("stages (php, Python-only line accuracy): " + (", ".join(
         f"{x.name} {x.start_step:g}-{x.end_step:g}" for x in stage.stages) or "none") +
         ("" if not stage.notes else " | " + "; ".join(stage.notes)))
@@ -235,7 +235,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
                           & table["identifier"].isin(["python_only", "shared"])]
         run = BabelRun(sweep=perf_rows, loss_log=read_jsonl(first / "loss.jsonl"), target="php", name=first.name)
         rec = recommend_tokens(run, metric="line_acc", probe="babel", eta_python=eta_python,
-                               window=min(5, max(1, len(steps) // 3)), init_steps=(90, 100))
+                               window=window, init_steps=(90, 100))
         write_mixture(out / "recommendation.yaml", {"python": eta_python, "php": rec.tokens},
                       source=f"lensprobe demo: Algorithm 1 on {first}",
                       notes=(f"best checkpoint step {rec.best_step:g} (line_acc {rec.best_value:.3f}); "
@@ -246,7 +246,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
         log(f"recommendation: php {rec.tokens:,.0f} tokens for python {eta_python:,} (share {rec.share:.3f})")
     except ValueError as exc:  # e.g. share 0: no finite answer — say so, write no mixture
         recommendation = {"error": str(exc)}
-        (out / "recommendation.yaml").write_text(f"# no recommendation: {exc}\n")
+        atomic_write_text(out / "recommendation.yaml", f"# no recommendation: {exc}\n")
         log(f"recommendation: none ({exc})")
 
     # 6. figures and report ---------------------------------------------------------------------------
@@ -258,10 +258,10 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
     summary = {"quick": quick, "seeds": seeds, "base": str(base_ckpt), "runs": [str(r) for r in run_dirs],
                "checkpoints": int(table["checkpoint"].nunique()), "timings_s": timings,
                "recommendation": recommendation, "settings": asdict(s)}
-    (out / "commands.json").write_text(json.dumps(commands, indent=2))
+    atomic_write_json(out / "commands.json", commands)
     report = write_report(out, title="lensprobe demo — Python → PHP on the synthetic Babel benchmark", extra=summary)
     timings["total"] = time.perf_counter() - t0
     summary["timings_s"] = timings
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    atomic_write_json(out / "summary.json", summary)
     log(f"done in {timings['total']:.0f}s: report {report}")
     return summary
