@@ -24,11 +24,13 @@ from __future__ import annotations
 import itertools
 import json
 import random
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
-from pretrain.concepts import LANGUAGES, SURFACE_FORMS, Concept, make_concepts, python_surface, render
+from pretrain.concepts import (LANGUAGES, SURFACE_FORMS, Concept, concept_bodies, make_concepts, python_surface,
+                               render, structure_key)
 
 SPLITS: tuple[str, ...] = ("shared", "python_only", "target_only", "control")
 TARGETS: tuple[str, ...] = tuple(lang for lang in LANGUAGES if lang != "python")
@@ -118,7 +120,14 @@ class BabelSplits:
 
 def make_splits(*, seed: int = 0, targets: Sequence[str] = ("php",), n_shared: int = 40, n_python_only: int = 40,
                 n_target_only: int = 40, n_control: int = 40, n_cases: int = 4) -> BabelSplits:
-    """Seeded, disjoint splits. The same seed and sizes always give the same concepts."""
+    """Seeded, disjoint splits. The same seed and sizes always give the same concepts.
+
+    One pool of concepts is drawn (unique names, unique bodies in every language: see
+    :func:`pretrain.concepts.make_concepts`), then the splits are assigned by a seeded permutation
+    of the pool, blocked on structure (:func:`assign_splits`): every split gets the same mix of
+    step counts and terminals, and splits of equal size — ``python_only`` and ``control`` by
+    default — are exchangeable by construction (docs/babel.md, "Splits").
+    """
     targets = tuple(targets)
     for t in targets:
         if t not in TARGETS:
@@ -126,17 +135,102 @@ def make_splits(*, seed: int = 0, targets: Sequence[str] = ("php",), n_shared: i
     if len(set(targets)) != len(targets):
         raise ValueError(f"targets: repeated language in {targets}")
     sizes = {"n_shared": n_shared, "n_python_only": n_python_only, "n_target_only": n_target_only,
-             "n_control": n_control}
+             "n_control": n_control, "n_cases": n_cases}
     for k, v in sizes.items():
-        if not isinstance(v, int) or v < 0:
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f"{k}: expected a non-negative integer, got {v!r}")
-    total = n_shared + n_python_only + n_control + n_target_only * len(targets)
-    concepts = make_concepts(total, seed=seed, n_cases=n_cases)
-    it = iter(concepts)
-    take = lambda n: [next(it) for _ in range(n)]  # noqa: E731
-    shared, python_only, control = take(n_shared), take(n_python_only), take(n_control)
-    target_only = {t: take(n_target_only) for t in targets}
-    return BabelSplits(seed, targets, shared, python_only, target_only, control, n_cases)
+    if n_cases < 2:
+        raise ValueError(f"n_cases: expected at least 2 (the tests must tell pipelines apart), got {n_cases!r}")
+    quotas = {"shared": n_shared, "python_only": n_python_only, "control": n_control,
+              **{f"target_only:{t}": n_target_only for t in targets}}
+    pool = make_concepts(sum(quotas.values()), seed=seed, n_cases=n_cases)
+    rng = random.Random(f"babel-splits:{seed}")
+    rendered = {lang: {c.name: render(c, lang).body for c in pool} for lang in targets}
+    best: tuple[tuple[int, float], dict[str, list[Concept]]] | None = None
+    for _ in range(MAX_ASSIGNMENTS):
+        groups = assign_splits(pool, quotas, rng=rng)
+        score = _imbalance(groups, targets, rendered)
+        if best is None or score < best[0]:
+            best = (score, groups)
+        if score == (0, 0.0):
+            break
+    assert best is not None
+    groups = best[1]
+    return BabelSplits(seed, targets, groups["shared"], groups["python_only"],
+                       {t: groups[f"target_only:{t}"] for t in targets}, groups["control"], n_cases)
+
+
+#: balance of ``python_only`` against ``control`` that :func:`make_splits` asks of an assignment
+#: (it redraws up to MAX_ASSIGNMENTS times, then keeps the best): step counts and terminals within
+#: COUNT_TOLERANCE concepts each, positional line overlap with target-trained bodies within
+#: OVERLAP_TOLERANCE (docs/babel.md, "Splits")
+COUNT_TOLERANCE = 1
+OVERLAP_TOLERANCE = 0.02
+MAX_ASSIGNMENTS = 300
+
+
+def line_overlap(concepts: Sequence[Concept], trained: Sequence[Concept], language: str, *,
+                 rendered: Mapping[str, Mapping[str, tuple[str, ...]]] | None = None) -> float:
+    """Share of the body lines of ``concepts`` in ``language`` that some concept of ``trained`` has
+    at the same position of its body (what a model trained on ``trained`` could write there without
+    knowing the concept). NaN without lines."""
+    bodies = (rendered or {}).get(language) or {}
+    body = lambda c: bodies[c.name] if c.name in bodies else render(c, language).body  # noqa: E731
+    at: dict[int, set[str]] = {}
+    for c in trained:
+        for i, line in enumerate(body(c)):
+            at.setdefault(i, set()).add(line)
+    hits = total = 0
+    for c in concepts:
+        for i, line in enumerate(body(c)):
+            total += 1
+            hits += line in at.get(i, ())
+    return hits / total if total else float("nan")
+
+
+def _imbalance(groups: Mapping[str, list[Concept]], targets: Sequence[str],
+               rendered: Mapping[str, Mapping[str, tuple[str, ...]]]) -> tuple[int, float]:
+    """(count excess, overlap excess) of ``python_only`` against ``control``; (0, 0.0) is balanced.
+    Symmetric in the two splits, so redrawing on it keeps them exchangeable."""
+    a, b = groups["python_only"], groups["control"]
+    if not a or len(a) != len(b):
+        return 0, 0.0
+    count_excess = 0
+    for key in (lambda c: len(c.steps), lambda c: c.terminal.kind):
+        ca, cb = Counter(map(key, a)), Counter(map(key, b))
+        diff = max(abs(ca[k] - cb[k]) for k in set(ca) | set(cb))
+        count_excess += max(0, diff - COUNT_TOLERANCE)
+    overlap_excess = 0.0
+    for t in targets:
+        trained = groups["shared"] + groups[f"target_only:{t}"]
+        if trained:
+            d = abs(line_overlap(a, trained, t, rendered=rendered) - line_overlap(b, trained, t, rendered=rendered))
+            overlap_excess += max(0.0, d - OVERLAP_TOLERANCE)
+    return count_excess, round(overlap_excess, 12)
+
+
+def assign_splits(pool: Sequence[Concept], quotas: Mapping[str, int], *, rng: random.Random
+                  ) -> dict[str, list[Concept]]:
+    """Deal ``pool`` into groups of the given sizes by a random permutation blocked on structure.
+
+    The pool is shuffled, then stably sorted by :func:`pretrain.concepts.structure_key` (step
+    count, domain, terminal, steps), so structurally alike concepts sit next to each other in a
+    random order. Group ``g`` of size ``n`` gets its ``k``-th slot at rank ``(k + u) / n`` with
+    ``u`` uniform: with equal sizes the sorted pool is cut into consecutive blocks holding one
+    concept of every group, in a random order per block (a randomized block design). Groups of
+    equal size are therefore exchangeable (the assignment's law does not change when their labels
+    are swapped). Within a group, concepts keep the pool's (drawing) order.
+    """
+    if sum(quotas.values()) != len(pool):
+        raise ValueError(f"quotas sum to {sum(quotas.values())}, the pool has {len(pool)} concepts")
+    order = list(range(len(pool)))
+    rng.shuffle(order)
+    order.sort(key=lambda i: structure_key(pool[i]))
+    slots = sorted(((k + rng.random()) / n, label) for label, n in quotas.items() for k in range(n))
+    chosen: dict[str, list[int]] = {label: [] for label in quotas}
+    for i, (_, label) in zip(order, slots):
+        chosen[label].append(i)
+    return {label: [pool[i] for i in sorted(idx)] for label, idx in chosen.items()}
 
 
 def _validate_weights(weights: Mapping[str, float]) -> dict[str, float]:
@@ -210,30 +304,75 @@ class BabelCorpus:
             yield Document(text=text, language=language, source=source, licence="MIT")
 
     def _filler(self, language: str) -> Iterator[str]:
+        """Filler documents, each checked against every concept's name and body (:class:`ConceptScan`)."""
+        scan = ConceptScan(self.splits.all_concepts(), language)
         if self.filler is not None:
-            yield from self.filler(language)
-            return
-        from pretrain.concepts import make_name, random_concept
-        from pretrain.corpora import open_corpus
+            source = self.filler(language)
+        else:
+            from pretrain.corpora import open_corpus
 
-        corpus = open_corpus({"kind": "embedded", "seed": self.seed + 1000}, languages=[language])
-        names = {c.name for c in self.splits.all_concepts()}
+            corpus = open_corpus({"kind": "embedded", "seed": self.seed + 1000}, languages=[language])
+            programs = (d.text for d in corpus.documents(language))
+            pipelines = self.pipeline_filler(language, scan=scan)
+            # alternately a throwaway-pipeline document and a general program of the embedded generator
+            source = (next(programs) if i % 2 else next(pipelines) for i in itertools.count())
+        for doc in source:
+            if not scan.contains_concept(doc):  # filler carries no concept knowledge
+                yield doc
+
+    def pipeline_filler(self, language: str, *, scan: "ConceptScan | None" = None) -> Iterator[str]:
+        """The target's pipeline idioms on throwaway functions: new nonsense names (none a concept's
+        name or containing one) and pipelines whose body is no concept's body (redrawn otherwise);
+        each function is generated once, so it carries syntax, not knowledge."""
+        from pretrain.concepts import make_name, random_pipeline
+
+        scan = scan or ConceptScan(self.splits.all_concepts(), language)
         rng = random.Random(f"{self.seed}:filler:{language}")
         lo, hi = self.concepts_per_document
-        programs = corpus.documents(language)
-        for i in itertools.count():
-            if i % 2:  # general programs of the embedded generator
-                doc = next(programs).text
-            else:  # the target's pipeline syntax on throwaway functions: each is new, none is a concept
-                parts = []
-                while len(parts) < rng.randint(lo, hi):
-                    name = make_name(rng)
-                    if any(name in n or n in name for n in names):
-                        continue
-                    parts.append(render(random_concept(rng, name), language).text)
-                doc = ("<?php\n\n" if language == "php" else "") + "\n".join(parts)
-            if not any(n in doc for n in names):  # filler carries no concept knowledge
-                yield doc
+        while True:
+            parts: list[str] = []
+            while len(parts) < rng.randint(lo, hi):
+                name = make_name(rng)
+                if scan.clashes_with_name(name):
+                    continue
+                rendering = render(random_pipeline(rng, name), language)
+                if rendering.body in scan.body_lines:
+                    continue
+                parts.append(rendering.text)
+            yield ("<?php\n\n" if language == "php" else "") + "\n".join(parts)
+
+
+class ConceptScan:
+    """Finds concepts in a text by name, or by body: a concept's body text in ``language`` as
+    documents write it (the body lines joined by newlines, header excluded), anywhere in the text.
+
+    Every body ends in its return line, so only the bodies whose last line the text contains are
+    searched (a few thousand documents a second)."""
+
+    def __init__(self, concepts: Sequence[Concept], language: str) -> None:
+        self.language = language
+        self.names = tuple(c.name for c in concepts)
+        self.body_lines = {render(c, language).body for c in concepts}
+        self._by_last: dict[str, list[tuple[str, str]]] = {}
+        for name, body in concept_bodies(concepts, language).items():
+            self._by_last.setdefault(body.rsplit("\n", 1)[-1], []).append((name, body))
+
+    def clashes_with_name(self, name: str) -> bool:
+        """Whether a new name contains a concept's name or is contained in one."""
+        return any(name in n or n in name for n in self.names)
+
+    def found(self, text: str) -> list[str]:
+        """Names of the concepts whose name or body ``text`` contains."""
+        hits = {n for n in self.names if n in text}
+        for last, group in self._by_last.items():
+            if last in text:
+                hits.update(n for n, body in group if body in text)
+        return sorted(hits)
+
+    def contains_concept(self, text: str) -> bool:
+        if any(n in text for n in self.names):
+            return True
+        return any(body in text for last, group in self._by_last.items() if last in text for _, body in group)
 
 
 SPLIT_SIZE_KEYS = ("n_shared", "n_python_only", "n_target_only", "n_control", "n_cases")

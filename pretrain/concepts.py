@@ -206,8 +206,9 @@ def _random_input(rng: random.Random, domain: str) -> Any:
     return " " * rng.randint(0, 2) + text + " " * rng.randint(0, 2)
 
 
-def random_concept(rng: random.Random, name: str, *, n_cases: int = 4, max_steps: int = 3) -> Concept:
-    """A concept whose pipeline has 1..max_steps steps and whose test cases are non-degenerate."""
+def random_pipeline(rng: random.Random, name: str, *, max_steps: int = 3) -> Concept:
+    """A concept without test cases: 1..max_steps distinct step kinds and a terminal (cheap; the
+    filler's throwaway functions)."""
     while True:
         domain = "list" if rng.random() < 0.75 else "str"
         steps = tuple(_random_step(rng, domain) for _ in range(rng.randint(1, max_steps)))
@@ -218,7 +219,16 @@ def random_concept(rng: random.Random, name: str, *, n_cases: int = 4, max_steps
         else:
             kind = rng.choice(STR_TERMINALS)
             terminal = Terminal("str", kind, rng.choice("aeo") if kind == "count_char" else None)
-        concept = Concept(name, domain, steps, terminal)
+        return Concept(name, domain, steps, terminal)
+
+
+def random_concept(rng: random.Random, name: str, *, n_cases: int = 4, max_steps: int = 3) -> Concept:
+    """A concept whose pipeline has 1..max_steps steps and whose test cases are non-degenerate."""
+    if n_cases < 2:
+        raise ValueError(f"n_cases: expected >= 2 (the tests must tell pipelines apart), got {n_cases}")
+    while True:
+        concept = random_pipeline(rng, name, max_steps=max_steps)
+        domain, steps, terminal = concept.domain, concept.steps, concept.terminal
         cases = []
         for _ in range(60):
             x = _random_input(rng, domain)
@@ -234,8 +244,12 @@ def random_concept(rng: random.Random, name: str, *, n_cases: int = 4, max_steps
             return Concept(name, domain, steps, terminal, tuple(cases))
 
 
-def make_concepts(n: int, *, seed: int, n_cases: int = 4) -> list[Concept]:
-    """``n`` concepts with unique names, none a substring of another (so token scans are exact)."""
+def make_concepts(n: int, *, seed: int, n_cases: int = 4, max_tries: int = 1000) -> list[Concept]:
+    """``n`` concepts with unique names, none a substring of another (so token scans are exact), and
+    unique canonical bodies in every language (a concept whose body in any language equals one
+    already drawn is redrawn, up to ``max_tries`` times per concept): no body line sequence is
+    shared between two concepts, so a body never carries another concept's knowledge
+    (docs/babel.md, "Splits")."""
     rng = random.Random(seed)
     names: list[str] = []
     while len(names) < n:
@@ -245,7 +259,34 @@ def make_concepts(n: int, *, seed: int, n_cases: int = 4) -> list[Concept]:
         if any(name in other or other in name for other in names):
             continue
         names.append(name)
-    return [random_concept(rng, name, n_cases=n_cases) for name in names]
+    seen: dict[str, set[tuple[str, ...]]] = {lang: set() for lang in LANGUAGES}
+    out: list[Concept] = []
+    for name in names:
+        for _ in range(max_tries):
+            concept = random_concept(rng, name, n_cases=n_cases)
+            bodies = {lang: render(concept, lang).body for lang in LANGUAGES}
+            if not any(bodies[lang] in seen[lang] for lang in LANGUAGES):
+                break
+        else:
+            raise ValueError(f"cannot draw {n} concepts with distinct bodies (stuck at {len(out)} after "
+                             f"{max_tries} tries): ask for fewer concepts")
+        for lang, body in bodies.items():
+            seen[lang].add(body)
+        out.append(concept)
+    return out
+
+
+def concept_bodies(concepts: Sequence[Concept], language: str) -> dict[str, str]:
+    """Body text of each concept in ``language`` as it appears in documents (the body lines joined
+    by newlines, without header and footer), keyed by concept name."""
+    return {c.name: "\n".join(render(c, language).body) for c in concepts}
+
+
+def structure_key(concept: Concept) -> tuple[Any, ...]:
+    """What a concept's body is made of, coarsest first: step count, domain, terminal, steps.
+    Sorting by it puts structurally alike concepts next to each other (the split assignment's blocks)."""
+    return (len(concept.steps), concept.domain, concept.terminal.kind,
+            tuple((s.kind, repr(s.arg)) for s in concept.steps))
 
 
 # --------------------------------------------------------------------------------------------
