@@ -10,9 +10,22 @@ body of a concept function from its header under greedy decoding. Metrics per it
   sandbox (Python and PHP in one isolated program per language; other languages where their
   toolchains are present).
 
-Means come with percentile-bootstrap intervals over items. The control split (never trained) is
-the guessing baseline; Python's accuracy on the Python-only split beside the target's tells "the
-target lost access" (target falls, Python holds) from "the model forgot" (both fall).
+Means come with percentile-bootstrap intervals over items. Two baselines (docs/babel.md, "How to
+read the numbers"):
+
+* the ``control`` split (never trained, exchangeable with ``python_only`` by construction): what
+  line accuracy a never-seen concept gets;
+* the *body prior* ``line_acc_prior``: the same completions scored against the bodies of the
+  *other* concepts of their split (mean over those references, per item): how much of a
+  completion's line accuracy any body of that split would earn, i.e. generic structure rather than
+  knowledge of the prompted concept.
+
+Python's accuracy on the Python-only split beside the target's tells "the target lost access"
+(target falls, Python holds) from "the model forgot" (both fall).
+
+Probe rows: one summary row per split x language x metric (``identifier`` = split, with ``_lo`` /
+``_hi`` rows) and one row per item (``identifier`` = ``"<split>:<concept>"``, ``n`` = 1), so that
+resampling can run over items; :func:`summary_rows` / :func:`item_rows` select either kind.
 """
 from __future__ import annotations
 
@@ -29,6 +42,38 @@ from pretrain.babel import SPLITS, BabelSplits
 from pretrain.concepts import Concept, checking_program, render
 
 METRICS = ("line_acc", "exact_match", "pass@1")
+#: the body prior: line accuracy of an item's completion against the other bodies of its split
+PRIOR_METRIC = "line_acc_prior"
+ITEM_METRICS = (*METRICS, PRIOR_METRIC)
+
+
+def item_identifier(split: str, concept: str) -> str:
+    """The ``identifier`` of a per-item probe row: ``"<split>:<concept>"``."""
+    return f"{split}:{concept}"
+
+
+def is_item_identifier(identifier: Any) -> bool:
+    """Whether a Babel row's ``identifier`` names one item (``"python_only:zorb_quilt"``), not a split."""
+    return isinstance(identifier, str) and identifier.split(":", 1)[0] in SPLITS and ":" in identifier
+
+
+def _item_mask(table: pd.DataFrame) -> pd.Series:
+    if "probe" not in table.columns or "identifier" not in table.columns:
+        return pd.Series(False, index=table.index)
+    return (table["probe"] == "babel") & table["identifier"].map(is_item_identifier).astype(bool)
+
+
+def summary_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` without the Babel probe's per-item rows (every other row kept)."""
+    return table[~_item_mask(table)]
+
+
+def item_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """The Babel probe's per-item rows of a sweep table, with ``split`` and ``concept`` columns."""
+    out = table[_item_mask(table)].copy()
+    parts = out["identifier"].str.split(":", n=1)
+    out["split"], out["concept"] = parts.str[0], parts.str[1]
+    return out
 
 
 @dataclass(frozen=True)
@@ -91,6 +136,19 @@ def score_lines(generated: Sequence[str], reference: Sequence[str]) -> tuple[flo
     hits = sum(1 for i, r in enumerate(ref) if i < len(generated) and generated[i].rstrip() == r)
     exact = hits == len(ref) and len(generated) == len(ref)
     return hits / len(ref), exact
+
+
+def body_prior(generated: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> list[float]:
+    """Per item ``i``: the mean line accuracy of ``generated[i]`` against every *other* reference
+    ``references[j]``, ``j != i`` (NaN with fewer than two items). Items are one split in one
+    language; ``generated[i]`` answers the prompt of ``references[i]``."""
+    if len(generated) != len(references):
+        raise ValueError(f"{len(generated)} completions for {len(references)} references")
+    n = len(references)
+    if n < 2:
+        return [float("nan")] * n
+    return [float(np.mean([score_lines(g, references[j])[0] for j in range(n) if j != i]))
+            for i, g in enumerate(generated)]
 
 
 def bootstrap_interval(values: Sequence[float], *, n_boot: int = 1000, level: float = 0.95,
@@ -234,27 +292,42 @@ class BabelEvaluation:
     seed: int = 0
 
     def summary(self) -> pd.DataFrame:
+        """Mean, 95% bootstrap interval and item count per split x language x metric: ``line_acc``,
+        ``exact_match``, ``pass@1`` (where executed) and the body prior ``line_acc_prior`` (splits
+        with at least two items)."""
         rows = []
+        metrics = [m for m in ITEM_METRICS if m in self.items.columns]
         for (split, language), g in self.items.groupby(["split", "language"], sort=True):
-            for metric in METRICS:
+            for metric in metrics:
                 vals = g[metric].dropna().astype(float)
                 if vals.empty:
                     continue
                 mean, lo, hi = bootstrap_interval(vals.to_numpy(), n_boot=self.n_boot, seed=self.seed)
                 rows.append(dict(split=split, language=language, metric=metric, value=mean, lo=lo, hi=hi,
                                  n=int(vals.size)))
-        return pd.DataFrame(rows)
+        return pd.DataFrame(rows, columns=["split", "language", "metric", "value", "lo", "hi", "n"])
 
     def to_dataframe(self) -> pd.DataFrame:
         return self.summary()
 
     def rows(self) -> list[dict[str, Any]]:
-        """Probe rows: identifier = split; metric, metric_lo, metric_hi per (split, language)."""
+        """Probe rows: per (split, language) the summary (identifier = split; metric, metric_lo,
+        metric_hi), then one row per item and metric (identifier = ``"<split>:<concept>"``, n = 1;
+        a metric that is NaN for the item, e.g. pass@1 not executed, has no row)."""
         out = []
         for r in self.summary().itertuples():
             for suffix, v in (("", r.value), ("_lo", r.lo), ("_hi", r.hi)):
                 out.append(dict(probe="babel", language=r.language, identifier=r.split, layer=None,
                                 metric=f"{r.metric}{suffix}", value=v, n=r.n))
+        metrics = [m for m in ITEM_METRICS if m in self.items.columns]
+        for r in self.items.to_dict("records"):
+            ident = item_identifier(r["split"], r["concept"])
+            for metric in metrics:
+                v = r[metric]
+                if v is None or not np.isfinite(float(v)):
+                    continue
+                out.append(dict(probe="babel", language=r["language"], identifier=ident, layer=None,
+                                metric=metric, value=float(v), n=1))
         return out
 
 
@@ -280,17 +353,26 @@ def evaluate_babel(model: torch.nn.Module, tokenizer: Any, splits: BabelSplits, 
         for i, t in zip(idx, texts):
             completions[i] = t
     passed = execute_items(items, completions, executor=executor) if execute else [None] * len(items)
+    bodies = [extract_body(it.language, comp) for it, comp in zip(items, completions)]
+    prior = [float("nan")] * len(items)
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault((it.split, it.language), []).append(i)
+    for idx in groups.values():
+        for i, v in zip(idx, body_prior([bodies[i] for i in idx], [items[i].reference for i in idx])):
+            prior[i] = v
     rows = []
-    for it, comp, ok in zip(items, completions, passed):
-        acc, exact = score_lines(extract_body(it.language, comp), it.reference)
+    for it, comp, body, ok, pr in zip(items, completions, bodies, passed, prior):
+        acc, exact = score_lines(body, it.reference)
         rows.append(dict(split=it.split, language=it.language, concept=it.name, line_acc=acc,
                          exact_match=float(exact), **{"pass@1": (float(ok) if ok is not None else np.nan)},
-                         completion=comp))
+                         **{PRIOR_METRIC: pr}, completion=comp))
     return BabelEvaluation(pd.DataFrame(rows), n_boot=n_boot, seed=seed)
 
 
 class BabelProbe(ModelProbe):
-    """The Babel evaluation as a sweep probe (rows: probe="babel", identifier = split)."""
+    """The Babel evaluation as a sweep probe (rows: probe="babel"; identifier = split for the
+    summary rows, ``"<split>:<concept>"`` for the per-item rows)."""
 
     name = "babel"
 
@@ -308,7 +390,7 @@ class BabelProbe(ModelProbe):
         import hashlib
 
         digest = hashlib.sha256(json.dumps(self.splits.manifest(), sort_keys=True).encode()).hexdigest()[:16]
-        return {"name": self.name, "splits": digest, "languages": list(self.languages),
+        return {"name": self.name, "row_format": 2, "splits": digest, "languages": list(self.languages),
                 "split_names": list(self.split_names), "target": self.target, "execute": self.execute,
                 "n_boot": self.n_boot, "seed": self.seed, "limit": self.limit,
                 **({"max_new_tokens": self.max_new_tokens} if self.max_new_tokens is not None else {})}

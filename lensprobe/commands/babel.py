@@ -153,7 +153,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _summary_from_sweep(df: Any) -> Any:
     import pandas as pd
 
-    df = df[df["probe"] == "babel"].copy()
+    from lensprobe.babel import summary_rows
+
+    df = summary_rows(df[df["probe"] == "babel"]).copy()  # the per-split rows, not the per-item ones
     if df.empty:
         return pd.DataFrame(columns=EVAL_COLUMNS)
     base = df["metric"].str.replace(r"_(lo|hi)$", "", regex=True)
