@@ -3,6 +3,8 @@
 1. a Python base (``babel-base`` recipe) — trained here, or the small one shipped with lensprobe
    (``--quick``);
 2. continual pre-training on PHP with a 5% Python admixture (``babel-continual``), one run per seed;
+   seed ``k`` also draws the concept splits with seed ``k`` (its own manifest, lens suite and base:
+   intervals over seeds then cover the choice of concepts, docs/babel.md);
 3. a sweep of every checkpoint: the working-language probe on the generated Babel suite, LAPE on
    held-out PHP / Python tokens, and the Babel evaluation (line accuracy, exact match, sandboxed
    pass@1 per split, Python beside PHP);
@@ -22,7 +24,7 @@ import shlex
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,8 +82,73 @@ def _final_checkpoint(run_dir: Path) -> Path:
     return ckpts[-1]
 
 
-def _corpus_override(stage: str) -> str:
-    return "data.corpus=" + json.dumps({**BABEL_CORPUS, "stage": stage})
+def _corpus_override(stage: str, split_seed: int = 0) -> str:
+    return "data.corpus=" + json.dumps({**BABEL_CORPUS, "seed": split_seed, "stage": stage})
+
+
+def _seed_suffix(split_seed: int) -> str:
+    """File-name suffix of split seed ``k``'s outputs (none for seed 0: single-seed outputs keep their names)."""
+    return "" if split_seed == 0 else f"-seed{split_seed}"
+
+
+def base_corpus_spec(checkpoint: str | Path) -> dict[str, Any] | None:
+    """The ``data.corpus`` spec a base checkpoint was trained on: from ``recipe.yaml`` beside it
+    (the shipped base) or the run's ``config.yaml`` one level up; None when neither is there."""
+    import yaml
+
+    ckpt = Path(checkpoint)
+    for path in (ckpt / "recipe.yaml", ckpt.parent / "config.yaml"):
+        if path.is_file():
+            try:
+                cfg = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ValueError(f"{path}: not a readable recipe ({exc})") from None
+            corpus = (cfg.get("data") or {}).get("corpus") if isinstance(cfg, dict) else None
+            if corpus is not None:
+                return dict(corpus)
+    return None
+
+
+def check_base(checkpoint: str | Path, splits: Any) -> None:
+    """Refuse a base checkpoint that was not trained on ``splits``' concepts (same split seed, sizes
+    and concepts): a base must know the Python concepts of the splits it is evaluated on."""
+    from pretrain.babel import babel_corpus
+
+    ckpt = Path(checkpoint)
+    spec = base_corpus_spec(ckpt)
+    if spec is None:
+        raise ValueError(f"base {ckpt}: cannot tell which Babel concepts it was trained on (no recipe.yaml beside "
+                         f"it, no config.yaml in {ckpt.parent}); pass a checkpoint of a babel-base run")
+    if spec.get("kind") != "babel":
+        raise ValueError(f"base {ckpt}: trained on data.corpus.kind={spec.get('kind')!r}, not a Babel corpus")
+    try:
+        theirs = babel_corpus(**{**{k: v for k, v in spec.items() if k != "kind"}, "stage": "base"}).splits
+    except ValueError as exc:
+        raise ValueError(f"base {ckpt}: its corpus spec does not build: {exc}") from None
+    if theirs.manifest() != splits.manifest():
+        raise ValueError(
+            f"base {ckpt}: trained on Babel split seed {theirs.seed} (sizes {_sizes(theirs)}), but this run "
+            f"evaluates split seed {splits.seed} (sizes {_sizes(splits)}); its Python concepts are not the "
+            f"run's. Give a base trained with data.corpus.seed={splits.seed}, or none (the demo trains one)")
+
+
+def _sizes(splits: Any) -> str:
+    return (f"shared {len(splits.shared)}, python_only {len(splits.python_only)}, control {len(splits.control)}, "
+            + ", ".join(f"target_only[{t}] {len(v)}" for t, v in splits.target_only.items()))
+
+
+def _shipped_tokens() -> tuple[int, int] | None:
+    """(python, php) tokens of the shipped base's recipe (bases the quick demo trains for split
+    seeds > 0 get the same)."""
+    import yaml
+
+    path = SHIPPED_BASE / "recipe.yaml"
+    if not path.is_file():
+        return None
+    tokens = ((yaml.safe_load(path.read_text()) or {}).get("data") or {}).get("tokens") or {}
+    if "python" in tokens and "php" in tokens:
+        return int(tokens["python"]), int(tokens["php"])
+    return None
 
 
 def performance_curve(table: pd.DataFrame, *, language: str, split: str, metric: str = "line_acc"
@@ -115,8 +182,15 @@ def support_curve(table: pd.DataFrame, steps: np.ndarray, *, probe: str, metric:
 
 
 def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: DemoSettings | None = None,
-             base: str | Path | None = None, log: Callable[[str], None] = _log) -> dict[str, Any]:
-    """Run the whole loop into ``out`` (re-running resumes: training and sweep pick up where they stopped)."""
+             base: str | Path | Sequence[str | Path] | None = None,
+             log: Callable[[str], None] = _log) -> dict[str, Any]:
+    """Run the whole loop into ``out`` (re-running resumes: training and sweep pick up where they stopped).
+
+    Seed ``k`` trains its continual run with seed ``k`` on the concept splits of split seed ``k``,
+    from a base that knows those splits' Python concepts. ``base``: one or more base checkpoints,
+    each used for the split seed its recipe names (refused when that seed is not run or its
+    concepts differ); seeds without a given base use the shipped base (split seed 0 with
+    ``train_base=False``) or train one (``runs/base``, ``runs/base-seed<k>``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -145,39 +219,65 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
                                       + (["--seeds", str(seeds)] if seeds != 1 else []))]
     timings: dict[str, float] = {}
 
-    # 1. the Python base -------------------------------------------------------------------
+    # the benchmark's splits per seed (seed k: split seed k, the recipes' sizes), their lens suites
+    split_seeds = list(range(seeds))
+    all_splits, suite_paths, split_files = {}, {}, {}
+    for k in split_seeds:
+        all_splits[k] = babel_corpus(**{**{key: v for key, v in BABEL_CORPUS.items() if key != "kind"}, "seed": k},
+                                     stage="continual").splits
+        split_files[k] = all_splits[k].save(out / f"babel_splits{_seed_suffix(k)}.json")
+        suite_paths[k] = write_babel_suite(all_splits[k], out / f"babel_php{_seed_suffix(k)}.yaml", target="php")
+
+    # 1. the Python bases: one per split seed --------------------------------------------------
     t = time.perf_counter()
-    if base is not None:
-        base_ckpt = Path(base)
-        log(f"base: using the given checkpoint {base_ckpt}")
-    elif s.train_base:
-        base_dir = _train("babel-base", out / "runs" / "base",
-                          [_corpus_override("base"), f"data.tokens.python={s.base_python_tokens}",
-                           f"data.tokens.php={s.base_php_tokens}", "snapshots.schedule=every", "snapshots.every=1000000"],
-                          commands)
-        base_ckpt = _final_checkpoint(base_dir)
-    else:
-        base_ckpt = SHIPPED_BASE
-        if not (base_ckpt / "model.safetensors").exists():
-            raise FileNotFoundError(f"the shipped base checkpoint is missing at {base_ckpt}; run the demo without "
-                                    "--quick (it trains one) or regenerate it (see pretrain/assets/README.md)")
-        log(f"base: the shipped babel-base checkpoint {base_ckpt}")
+    given: dict[int, Path] = {}
+    for b in ([] if base is None else [base] if isinstance(base, (str, Path)) else list(base)):
+        ckpt = Path(b)
+        if not (ckpt / "config.json").is_file():
+            raise FileNotFoundError(f"base {ckpt}: not a checkpoint directory (no config.json)")
+        spec = base_corpus_spec(ckpt)
+        if spec is None or spec.get("kind") != "babel":
+            check_base(ckpt, all_splits[0])  # raises, naming the reason
+        spec_seed = spec.get("seed", 0)
+        if spec_seed not in all_splits:
+            raise ValueError(f"base {ckpt}: trained on Babel split seed {spec_seed!r}, but this run uses split "
+                             f"seeds {split_seeds} (seed k uses split seed k)")
+        check_base(ckpt, all_splits[spec_seed])
+        if spec_seed in given:
+            raise ValueError(f"bases {given[spec_seed]} and {ckpt}: both for split seed {spec_seed}")
+        given[spec_seed] = ckpt
+    shipped = _shipped_tokens() if not s.train_base else None
+    base_ckpts: dict[int, Path] = {}
+    for k in split_seeds:
+        if k in given:
+            base_ckpts[k] = given[k]
+            log(f"base (split seed {k}): the given checkpoint {given[k]}")
+        elif not s.train_base and k == 0:
+            if not (SHIPPED_BASE / "model.safetensors").exists():
+                raise FileNotFoundError(f"the shipped base checkpoint is missing at {SHIPPED_BASE}; run the demo "
+                                        "without --quick (it trains one) or regenerate it (see pretrain/assets/README.md)")
+            check_base(SHIPPED_BASE, all_splits[0])
+            base_ckpts[k] = SHIPPED_BASE
+            log(f"base (split seed 0): the shipped babel-base checkpoint {SHIPPED_BASE}")
+        else:  # the demo's base sizes; a quick run matches the shipped base's
+            py_tokens, php_tokens = shipped or (s.base_python_tokens, s.base_php_tokens)
+            base_dir = _train("babel-base", out / "runs" / f"base{_seed_suffix(k)}",
+                              [_corpus_override("base", k), f"data.tokens.python={py_tokens}",
+                               f"data.tokens.php={php_tokens}", "snapshots.schedule=every",
+                               "snapshots.every=1000000"], commands)
+            base_ckpts[k] = _final_checkpoint(base_dir)
+            check_base(base_ckpts[k], all_splits[k])
+    base_ckpt = base_ckpts[0]
     base_meta = json.loads((base_ckpt / "checkpoint.json").read_text()) if (base_ckpt / "checkpoint.json").exists() else {}
     eta_python = int((base_meta.get("tokens_by_language") or {}).get("python") or s.base_python_tokens)
     timings["base"] = time.perf_counter() - t
 
-    # the benchmark's splits (the same seed and sizes as the recipes' corpus spec)
-    corpus = babel_corpus(**{k: v for k, v in BABEL_CORPUS.items() if k != "kind"}, stage="continual")
-    splits = corpus.splits
-    splits.save(out / "babel_splits.json")
-    suite_path = write_babel_suite(splits, out / "babel_php.yaml", target="php")
-
     # 2. continual runs ----------------------------------------------------------------------
     t = time.perf_counter()
     run_dirs = []
-    for seed in range(seeds):
+    for seed in split_seeds:
         run_dir = _train("babel-continual", out / "runs" / f"php-seed{seed}",
-                         [_corpus_override("continual"), f"model.init_from={base_ckpt}", f"seed={seed}",
+                         [_corpus_override("continual", seed), f"model.init_from={base_ckpts[seed]}", f"seed={seed}",
                           f"data.tokens.php={s.continual_php_tokens}", f"data.tokens.python={s.continual_python_tokens}",
                           f"snapshots.every={s.snapshot_every}", f"snapshots.log_max={s.snapshot_log_max}"],
                          commands)
@@ -187,7 +287,8 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
     # 3. sweep -------------------------------------------------------------------------------------
     t = time.perf_counter()
     split_names = ("shared", "python_only", "target_only", "control")
-    for run_dir in run_dirs:
+    for seed, run_dir in zip(split_seeds, run_dirs):
+        splits, suite_path = all_splits[seed], suite_paths[seed]
         series = CheckpointSeries(run_dir, run=run_dir.name)
         lape_inputs = LapeInputs.from_token_store(run_dir / "tokens", ["python", "php"], split="val",
                                                   tokens_per_language=s.lape_tokens)
@@ -198,7 +299,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
                        n_boot=s.n_boot, limit=s.items_per_split),
         ]
         commands.append(f"lensprobe sweep {run_dir} --out {out} --probe working_language:suite={suite_path} "
-                        f"--probe lape:tokens={run_dir / 'tokens'} --probe babel:splits={out / 'babel_splits.json'}")
+                        f"--probe lape:tokens={run_dir / 'tokens'} --probe babel:splits={split_files[seed]}")
         res = run_sweep(series, probes, out_dir=out, log=log)
         log(f"sweep {run_dir.name}: {len(res.computed)} computed, {len(res.skipped)} already done, "
             f"{len(res.failed)} failed in {res.seconds:.0f}s")
@@ -211,9 +312,11 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
     steps, perf, half = performance_curve(table, language="php", split="python_only")
     _, py_perf, _ = performance_curve(table, language="python", split="python_only")
     _, control, _ = performance_curve(table, language="php", split="control")
+    _, prior, _ = performance_curve(table, language="php", split="python_only", metric="line_acc_prior")
     support = {
         "python_side_line_acc": py_perf,
         "php_control_line_acc": control,
+        "php_body_prior_line_acc": prior,
         "lens_python_share": support_curve(table, steps, probe="working_language", metric="eq1_python_share",
                                            identifier_prefix="python_only"),
         "lape_python_neurons": support_curve(table, steps, probe="lape", metric="n_neurons", language="python"),
@@ -256,6 +359,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
     plot.save_figure(plot.plot_lape_counts(table), figs / "lape_counts")
     plot.save_figure(plot.plot_layer_heatmap(table, language="php"), figs / "lens_heatmap")
     summary = {"quick": quick, "seeds": seeds, "base": str(base_ckpt), "runs": [str(r) for r in run_dirs],
+               "bases": {str(k): str(v) for k, v in base_ckpts.items()}, "split_seeds": split_seeds,
                "checkpoints": int(table["checkpoint"].nunique()), "timings_s": timings,
                "recommendation": recommendation, "settings": asdict(s)}
     atomic_write_json(out / "commands.json", commands)

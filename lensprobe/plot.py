@@ -70,13 +70,19 @@ def shade_stages(ax: plt.Axes, stages: Any, *, label: bool = True) -> None:
 
 def plot_performance(table: pd.DataFrame, *, metric: str = "line_acc", probe: str | None = "babel",
                      language: str | None = None, stages: Any = None, python_language: str = "python",
-                     show_python: bool = True, ax: plt.Axes | None = None) -> plt.Figure:
+                     show_python: bool = True, prior_identifiers: Sequence[str] = ("python_only",),
+                     ax: plt.Axes | None = None) -> plt.Figure:
     """Performance over steps, one line per identifier (e.g. Babel split) in ``language``.
 
     Rows ``<metric>_lo`` / ``<metric>_hi`` (bootstrap intervals) are drawn as bands when present.
     With ``show_python`` the Python-side curve of the same metric is drawn dashed: a target curve
-    that falls while Python's holds is a disconnect, both falling is forgetting.
+    that falls while Python's holds is a disconnect, both falling is forgetting. Rows
+    ``<metric>_prior`` of ``prior_identifiers`` (the Babel body prior, docs/babel.md) are drawn as
+    a grey dashed baseline in ``language``. The Babel probe's per-item rows are left out.
     """
+    from lensprobe.babel import summary_rows
+
+    table = summary_rows(table)
     sel = _require(table, "plot_performance", metric=metric, probe=probe)
     langs = sorted(map(str, sel["language"].dropna().unique()))
     if language is None:
@@ -103,6 +109,13 @@ def plot_performance(table: pd.DataFrame, *, metric: str = "line_acc", probe: st
                 lo, hi = band[0].reindex(g["step"]), band[1].reindex(g["step"])
                 ax.fill_between(g["step"], lo.to_numpy(float), hi.to_numpy(float), color=palette.get(ident),
                                 alpha=0.15 if lang == language else 0.07, linewidth=0)
+    scope = table if probe is None else table[table["probe"] == probe]
+    for ident in prior_identifiers:  # the body prior: a completion scored against the split's other bodies
+        prior = scope[(scope["metric"] == f"{metric}_prior") & (scope["language"] == language)
+                      & (scope["identifier"] == ident)].groupby("step")["value"].mean()
+        if not prior.empty:
+            ax.plot(prior.index, prior.to_numpy(float), ls=(0, (5, 3)), color="0.35", lw=1.3,
+                    label=f"{language}: {ident} body prior")
     _xscale(ax, sel["step"])
     ax.set_xlabel("training step")
     ax.set_ylabel(metric)

@@ -89,7 +89,9 @@ def _summary_section(run_dir: Path) -> str:
     overview = (df.groupby(["probe", "metric"], dropna=False)
                 .agg(checkpoints=("checkpoint", "nunique"), rows=("value", "size"))
                 .reset_index())
-    last = df[df["step"] == df["step"].max()]
+    from lensprobe.babel import summary_rows
+
+    last = summary_rows(df[df["step"] == df["step"].max()])  # Babel per-item rows: the overview counts them
     head = (last[last["layer"].isna()].groupby(["probe", "language", "identifier", "metric"], dropna=False)["value"]
             .mean().reset_index())
     return ("<p>Sweep table: {} rows, {} checkpoints (steps {}–{}).</p>".format(

@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         run_demo(args.out, quick=args.quick, seeds=args.seeds, base=args.base)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, ValueError) as exc:  # a missing or mismatched base, bad settings
         print(f"lensprobe demo: {exc}", file=sys.stderr)
         return 2
     return 0

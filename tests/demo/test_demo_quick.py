@@ -37,8 +37,12 @@ def test_every_probe_is_present_for_every_checkpoint(demo_out):
     per = table.groupby("checkpoint")["probe"].apply(set)
     for ck, probes in per.items():
         assert {"working_language", "lape", "babel", "log"} <= probes, (ck, probes)
-    babel = table[(table.probe == "babel") & (table.metric == "line_acc")]
+    from lensprobe.babel import item_rows, summary_rows
+
+    babel = summary_rows(table[(table.probe == "babel") & (table.metric == "line_acc")])
     assert set(babel["identifier"]) == {"shared", "python_only", "target_only", "control"}
+    items = item_rows(table[(table.probe == "babel") & (table.metric == "line_acc")])
+    assert set(items["split"]) == set(babel["identifier"]) and (items["n"] == 1).all()
     assert set(babel["language"]) == {"python", "php"}
     assert babel["value"].between(0, 1).all()
     # the shipped base knows its Python concepts: Python line accuracy on trained concepts beats control
