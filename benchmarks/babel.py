@@ -1,10 +1,15 @@
 """The synthetic Babel benchmark end to end (a benchmark, not a test).
 
-Runs the default recipes (``babel-base`` once, or ``--base CKPT``; then ``babel-continual`` for
-each seed; sizes of ARCHITECTURE section 11 unless ``--demo-sizes``), sweeps every checkpoint, and
-prints per seed and averaged over seeds (with the 95% Student-t half-width of the mean):
+Runs the default recipes for each seed k: ``babel-base`` on split seed k (or ``--base CKPT ...``,
+each checkpoint used for the split seed its recipe names; the quick variant uses the shipped base
+for split seed 0), then ``babel-continual`` with training seed k on split seed k (sizes of the
+recipes unless ``--demo-sizes``), so the spread over seeds covers the choice of concepts too. It
+sweeps every checkpoint and prints per seed and averaged over seeds (with the 95% Student-t
+half-width of the mean):
 
-* PHP line accuracy on python_only, shared, target_only and control concepts over steps;
+* PHP line accuracy on python_only, shared, target_only and control concepts over steps, and the
+  body prior of python_only and control (completions scored against the other bodies of their
+  split, docs/babel.md);
 * Python's own line accuracy on the python_only concepts (forgetting vs disconnect);
 * the lens Python share (Eq.1) on python_only and shared items;
 * the wall time and whether a decline (a transition stage) appeared.
@@ -24,6 +29,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lensprobe.babel import summary_rows  # noqa: E402
 from lensprobe.demo import DEFAULT, QUICK, DemoSettings, run_demo  # noqa: E402
 from lensprobe.sweep import read_sweep  # noqa: E402
 
@@ -34,11 +40,21 @@ RECIPE_SIZES = DemoSettings(train_base=True, base_python_tokens=6_000_000, base_
 
 def curves(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (run, step): the benchmark's curves side by side."""
-    b = table[(table.probe == "babel") & (table.metric == "line_acc")]
+    babel = summary_rows(table[table.probe == "babel"])  # per-split rows (not the per-item ones)
+    b = babel[babel.metric == "line_acc"]
     php = b[b.language == "php"].pivot_table(index=["run", "step"], columns="identifier", values="value")
     php.columns = [f"php_{c}" for c in php.columns]
+    prior = babel[(babel.metric == "line_acc_prior") & (babel.language == "php")
+                  & babel.identifier.isin(["python_only", "control"])]
+    prior = prior.pivot_table(index=["run", "step"], columns="identifier", values="value")
+    prior.columns = [f"php_{c}_prior" for c in prior.columns]
     py = b[(b.language == "python") & (b.identifier == "python_only")].groupby(["run", "step"])["value"].mean()
-    out = php.join(py.rename("python_python_only"))
+    out = php.join(prior).join(py.rename("python_python_only"))
+    # transfer above each baseline, per run (so the half-width over seeds is that of the difference)
+    if {"php_python_only", "php_control"} <= set(out.columns):
+        out["php_po_minus_control"] = out["php_python_only"] - out["php_control"]
+    if {"php_python_only", "php_python_only_prior"} <= set(out.columns):
+        out["php_po_minus_prior"] = out["php_python_only"] - out["php_python_only_prior"]
     # the lens Python share on the generated suite: Eq.1 counts (top-1 in either set) and the
     # probability-mass variant (the one to read on a 4-layer model, where top-1 is rarely in either set)
     wl = table[(table.probe == "working_language") & table.layer.isna()].copy()
@@ -57,7 +73,8 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="the demo's --quick sizes (shipped base)")
     ap.add_argument("--demo-sizes", action="store_true", help="the default demo's sizes instead of the recipes'")
-    ap.add_argument("--base", default=None, help="reuse a babel-base checkpoint")
+    ap.add_argument("--base", nargs="+", default=None,
+                    help="reuse babel-base checkpoint(s), each for the split seed its recipe names (others are trained)")
     args = ap.parse_args()
     settings = QUICK if args.quick else (DEFAULT if args.demo_sizes else RECIPE_SIZES)
     t0 = time.perf_counter()
@@ -65,7 +82,7 @@ def main() -> int:
     wall = time.perf_counter() - t0
     table = read_sweep(args.out)
     c = curves(table)
-    pd.set_option("display.width", 200, "display.max_columns", 20, "display.precision", 3)
+    pd.set_option("display.width", 220, "display.max_columns", 24, "display.precision", 3)
     for run, g in c.groupby("run"):
         print(f"\n== {run}")
         print(g.drop(columns="run").to_string(index=False))
@@ -83,8 +100,11 @@ def main() -> int:
     declined = any(s["name"] == "transition" for s in stages["stages"])
     mid = min(mean.index, key=lambda st: abs(st - mean.index.max() / 2))  # the checkpoint nearest half the run
     print(f"\nwall time {wall:.0f}s (timings {summary['timings_s']})")
-    print(f"mid-run (step {mid:g}): php python_only {mean.loc[mid, 'php_python_only']:.3f} vs control "
-          f"{mean.loc[mid, 'php_control']:.3f}")
+    last = mean.index.max()
+    for label, st in (("mid-run", mid), ("last", last)):
+        prior = mean.loc[st, "php_python_only_prior"] if "php_python_only_prior" in mean.columns else float("nan")
+        print(f"{label} (step {st:g}): php python_only {mean.loc[st, 'php_python_only']:.3f} vs control "
+              f"{mean.loc[st, 'php_control']:.3f} vs body prior {prior:.3f}")
     print(f"decline (transition stage) detected: {declined}; notes: {stages['notes']}")
     return 0
 
