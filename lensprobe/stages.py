@@ -7,12 +7,29 @@ accuracy, Babel line accuracy; or a validation loss with ``higher_is_better=Fals
 * **transition** — performance declines after its peak while the new system forms;
 * **stabilization** — the curve is flat.
 
-Detection smooths the curve (centered moving mean, window 5 as the paper), estimates the noise
-from the residuals (or from given per-point intervals, e.g. across seeds), and accepts a rise or a
-decline only when it exceeds ``min_effect`` noise units. A residual bootstrap gives a confidence
-per boundary. Curves without a peak or a plateau get no such stage, and the result says so in
-``notes``. Supporting curves (the working-language Python share, LAPE counts) are summarised per
-stage in ``evidence`` so a reader can check that the mechanism agrees with the performance story.
+Method (docs/sweep.md, "Stages"; calibrated by ``benchmarks/stages.py``):
+
+1. The curve's shape is chosen by BIC among continuous piecewise-linear candidates (flat, line,
+   rise-flat, rise-fall, rise-fall-flat) fitted to the raw points.
+2. A rise (start to peak) and a decline (peak to plateau) are linear contrasts of the fitted
+   shape; each is compared with its own standard error, computed from the same fit.
+3. The noise behind that standard error: the per-point standard errors given (``noise`` or
+   ``interval``), the seed-to-seed spread when ``values`` holds one curve per seed, else the
+   scatter of the curve around a two-breakpoint fit. Single curves are checked for correlated
+   noise: when the lag-1 autocorrelation of those residuals reaches ``max_autocorr``, the noise is
+   treated as persistent AR(1) noise (``persistence``), which widens the standard errors.
+4. A rise or decline counts when it exceeds ``min_effect`` standard errors *and* the minimum
+   absolute effect ``min_abs_effect``: a single short curve cannot tell a random walk from a
+   trend, so small wanders are refused on size alone. Seeds can tell them apart, so curves given
+   per seed have no minimum by default.
+5. The confidence of a stage is the share of bootstrap replicas of the curve in which the
+   detector finds the same stage with boundaries within one window of checkpoints: a stationary
+   block bootstrap of the fit's residuals (it keeps their autocorrelation), or a bootstrap over
+   seeds when several are given.
+
+Curves without a peak or a plateau get no such stage, and the result says so in ``notes``.
+Supporting curves (the working-language Python share, LAPE counts) are summarised per stage in
+``evidence`` so a reader can check that the mechanism agrees with the performance story.
 """
 from __future__ import annotations
 
@@ -22,8 +39,15 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 STAGE_NAMES = ("translation", "transition", "stabilization")
+
+#: Default minimum absolute rise / decline for single curves on a 0-1 scale (accuracy, pass@1,
+#: shares). Measured by ``benchmarks/stages.py``: it takes the share of short random walks given
+#: stages from about a fifth to under a tenth (docs/sweep.md).
+MIN_ABS_EFFECT_RATE = 0.10
+_Z975 = 1.96  # normal 97.5% quantile, as the 95% intervals the detector reads are computed
 
 
 @dataclass(frozen=True)
@@ -120,6 +144,37 @@ def estimate_noise(values: Sequence[float]) -> float:
     return float(mad / 0.6745 / math.sqrt(6.0))
 
 
+def _columns(shape: str, x: np.ndarray, b1: np.ndarray, b2: np.ndarray | None = None) -> np.ndarray:
+    """Design matrices [P, n, k] of a continuous piecewise-linear shape for P breakpoint choices.
+
+    ``b1`` / ``b2`` are breakpoint positions on the ``x`` scale, shape [P, 1]. The intercept is the
+    fitted value at the first breakpoint.
+    """
+    n = x.size
+    ones = np.broadcast_to(np.ones(n), (b1.shape[0], n))
+    before = np.minimum(x[None, :] - b1, 0.0)
+    if shape == "rise_flat":
+        cols = [ones, before]
+    elif shape == "rise_fall":
+        cols = [ones, before, np.maximum(x[None, :] - b1, 0.0)]
+    elif shape == "rise_fall_flat":
+        assert b2 is not None
+        cols = [ones, before, np.clip(x[None, :] - b1, 0.0, None) - np.clip(x[None, :] - b2, 0.0, None)]
+    else:
+        raise ValueError(f"unknown shape {shape!r}")
+    return np.stack(cols, axis=-1)
+
+
+def _design(shape: str, x: np.ndarray, breaks: tuple[int, ...]) -> np.ndarray:
+    """Design matrix [n, k] of one fitted shape."""
+    if shape == "flat":
+        return np.ones((x.size, 1))
+    if shape == "line":
+        return np.stack([np.ones(x.size), x], axis=-1)
+    b = [np.array([[x[i]]]) for i in breaks]
+    return _columns(shape, x, *b)[0]
+
+
 def _fit_pieces(x: np.ndarray, y: np.ndarray, *, min_seg: int) -> dict[str, dict[str, Any]]:
     """Least-squares fits of the candidate shapes (continuous piecewise-linear), vectorised.
 
@@ -129,7 +184,6 @@ def _fit_pieces(x: np.ndarray, y: np.ndarray, *, min_seg: int) -> dict[str, dict
     """
     n = x.size
     fits: dict[str, dict[str, Any]] = {}
-    ones = np.ones(n)
 
     def solve(designs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         # designs [P, n, k] -> coefficients [P, k], sse [P]
@@ -141,32 +195,24 @@ def _fit_pieces(x: np.ndarray, y: np.ndarray, *, min_seg: int) -> dict[str, dict
 
     c = y.mean()
     fits["flat"] = dict(k=1, sse=float(np.sum((y - c) ** 2)), breaks=(), slopes=(0.0,))
-    coef, sse = solve(np.stack([ones, x], axis=-1)[None])
+    coef, sse = solve(_design("line", x, ())[None])
     fits["line"] = dict(k=2, sse=float(sse[0]), breaks=(), slopes=(float(coef[0, 1]),))
     cand = np.arange(2, n - 1)
     if cand.size:
-        # rise_flat: flat part needs >= min_seg points
-        bs = cand[(n - cand) >= min_seg]
+        bs = cand[(n - cand) >= min_seg]  # the flat part needs >= min_seg points
         if bs.size:
-            d = np.stack([np.broadcast_to(ones, (bs.size, n)), np.minimum(x[None, :] - x[bs, None], 0.0)], axis=-1)
-            coef, sse = solve(d)
+            coef, sse = solve(_columns("rise_flat", x, x[bs, None]))
             i = int(np.argmin(sse))
             fits["rise_flat"] = dict(k=4, sse=float(sse[i]), breaks=(int(bs[i]),), slopes=(float(coef[i, 1]), 0.0))
-        bs = cand
-        d = np.stack([np.broadcast_to(ones, (bs.size, n)), np.minimum(x[None, :] - x[bs, None], 0.0),
-                      np.maximum(x[None, :] - x[bs, None], 0.0)], axis=-1)
-        coef, sse = solve(d)
+        coef, sse = solve(_columns("rise_fall", x, x[cand, None]))
         i = int(np.argmin(sse))
-        fits["rise_fall"] = dict(k=5, sse=float(sse[i]), breaks=(int(bs[i]),),
+        fits["rise_fall"] = dict(k=5, sse=float(sse[i]), breaks=(int(cand[i]),),
                                  slopes=(float(coef[i, 1]), float(coef[i, 2])))
         b1, b2 = np.meshgrid(cand, cand, indexing="ij")
         ok = (b2 - b1 >= 2) & ((n - b2) >= min_seg)
         b1, b2 = b1[ok], b2[ok]
         if b1.size:
-            xb1, xb2 = x[b1, None], x[b2, None]
-            d = np.stack([np.broadcast_to(ones, (b1.size, n)), np.minimum(x[None, :] - xb1, 0.0),
-                          np.clip(x[None, :] - xb1, 0.0, None) - np.clip(x[None, :] - xb2, 0.0, None)], axis=-1)
-            coef, sse = solve(d)
+            coef, sse = solve(_columns("rise_fall_flat", x, x[b1, None], x[b2, None]))
             i = int(np.argmin(sse))
             fits["rise_fall_flat"] = dict(k=7, sse=float(sse[i]), breaks=(int(b1[i]), int(b2[i])),
                                           slopes=(float(coef[i, 1]), float(coef[i, 2]), 0.0))
@@ -175,17 +221,61 @@ def _fit_pieces(x: np.ndarray, y: np.ndarray, *, min_seg: int) -> dict[str, dict
     return fits
 
 
-def _segment(steps: np.ndarray, ys: np.ndarray, y: np.ndarray, *, noise: float, window: int,
-             min_effect: float, plateau_tol: float | None) -> dict[str, Any]:
-    """Choose the curve's shape by BIC among piecewise-linear candidates fitted to the raw points
-    (higher is better), and keep a rise / decline only when its size on the smoothed curve ``ys``
-    exceeds ``min_effect`` standard errors."""
-    n = ys.size
-    se = noise * math.sqrt(2.0 / max(1, min(window, n)))
-    threshold = max(min_effect * se, 1e-12)
+def _lag1_autocorr(r: np.ndarray) -> float:
+    ss = float(np.sum(r ** 2))
+    return float(np.sum(r[1:] * r[:-1]) / ss) if ss > 0 and r.size > 2 else 0.0
+
+
+def _residual_stats(x: np.ndarray, y: np.ndarray, fits: dict[str, dict[str, Any]]) -> tuple[float, float]:
+    """(sd, lag-1 autocorrelation) of the residuals of the most flexible fit (two breakpoints).
+
+    The most flexible fit absorbs the most signal, so what is left is the closest a single curve
+    gets to its noise. The sd divides by n - coefficients - breakpoints.
+    """
+    shape = next(s for s in ("rise_fall_flat", "rise_fall", "line", "flat") if s in fits)
+    X = _design(shape, x, fits[shape]["breaks"])
+    resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
+    dof = max(1, y.size - X.shape[1] - len(fits[shape]["breaks"]))
+    return math.sqrt(float(np.sum(resid ** 2)) / dof), _lag1_autocorr(resid)
+
+
+def _ar1_d2_factor(phi: float) -> float:
+    """sd(second difference) / (sqrt(6) * marginal sd) under AR(1) noise with coefficient ``phi``.
+
+    Var(e[i-1] - 2e[i] + e[i+1]) = sigma^2 (6 - 8 phi + 2 phi^2); 1 for white noise.
+    """
+    return math.sqrt((6.0 - 8.0 * phi + 2.0 * phi * phi) / 6.0)
+
+
+def _contrast(X: np.ndarray, Y: np.ndarray, i: int, j: int, *, sd: np.ndarray | None, phi: float,
+              t_scale: float) -> tuple[float, float]:
+    """(effect, standard error) of fitted(i) - fitted(j) for the design ``X`` and curves ``Y`` [k, n].
+
+    One curve (k = 1): the error covariance is sd_a sd_b phi^|a-b| (AR(1) over checkpoints).
+    Several curves (seeds): the spread of the per-seed contrasts, sd / sqrt(k), times ``t_scale``
+    (the Student-t / normal ratio that turns it into a normal-equivalent standard error).
+    """
+    w = (X[i] - X[j]) @ np.linalg.pinv(X)  # contrast weights on the points
+    per_curve = Y @ w
+    effect = float(per_curve.mean())
+    if Y.shape[0] > 1:
+        return effect, float(per_curve.std(ddof=1) / math.sqrt(Y.shape[0]) * t_scale)
+    assert sd is not None
+    idx = np.arange(w.size)
+    cov = np.outer(sd, sd) * phi ** np.abs(idx[:, None] - idx[None, :])
+    return effect, math.sqrt(max(float(w @ cov @ w), 0.0))
+
+
+def _analyse(x: np.ndarray, Y: np.ndarray, *, noise: float | None, point_se: np.ndarray | None, window: int,
+             min_effect: float, min_abs_effect: float, max_autocorr: float, persistence: float,
+             plateau_tol: float | None) -> dict[str, Any]:
+    """Shape, effects, standard errors and decisions for curves ``Y`` [k, n] (higher is better)."""
+    k, n = Y.shape
+    y = Y.mean(axis=0)
+    ys = smooth(y, window)
     min_seg = max(3, window, math.ceil(n / 6))
-    fits = _fit_pieces(steps, y, min_seg=min_seg)
-    shape = min(fits, key=lambda k: fits[k]["bic"])
+    fits = _fit_pieces(x, y, min_seg=min_seg)
+    shape = min(fits, key=lambda s: fits[s]["bic"])
     f = fits[shape]
     peak = plateau = None
     if shape == "rise_flat" and f["slopes"][0] > 0:
@@ -196,25 +286,58 @@ def _segment(steps: np.ndarray, ys: np.ndarray, y: np.ndarray, *, noise: float, 
         peak, plateau = f["breaks"]
     elif shape == "rise_fall_flat" and f["slopes"][0] > 0:  # rise, slower rise, flat
         plateau = f["breaks"][1]
-    # effect sizes on the smoothed curve
-    end_rise = peak if peak is not None else (plateau if plateau is not None else int(np.argmax(ys)))
-    rise = float(ys[end_rise] - ys[0])
-    decline = float(ys[peak] - ys[plateau if plateau is not None else n - 1]) if peak is not None else 0.0
-    rise_ok = (peak is not None or plateau is not None) and rise > threshold
-    decline_ok = peak is not None and decline > threshold and rise_ok
+
+    # the noise behind the standard errors
+    resid_sd, rho = _residual_stats(x, y, fits)
+    correlated = k == 1 and rho >= max_autocorr
+    phi = persistence if correlated else (max(rho, 0.0) if k == 1 else 0.0)
+    t_scale = float(stats.t.ppf(0.975, k - 1) / _Z975) if k > 1 else 1.0
+    if k > 1:
+        sd = None
+        source = f"seeds ({k})"
+        sigma = float(np.median(Y.std(axis=0, ddof=1)) / math.sqrt(k) * t_scale)
+    elif noise is not None:
+        sd, source = np.full(n, float(noise)), "given"
+    elif point_se is not None:
+        # the stated per-point errors, but never below the curve's own scatter around its shape
+        sd, source = np.maximum(point_se, resid_sd), "interval (at least the residual scatter)"
+    else:
+        sd, source = np.full(n, resid_sd), "residuals of a two-breakpoint fit"
+    if correlated and noise is None:
+        # persistent noise hides in the fit; its local roughness still shows it (second differences)
+        assert sd is not None
+        sd = np.maximum(sd, estimate_noise(y) / _ar1_d2_factor(phi))
+    if sd is not None:
+        sigma = float(np.median(sd))
+
+    X = _design(shape, x, f["breaks"])
+    rise = decline = 0.0
+    rise_se = decline_se = math.nan
+    top = peak if peak is not None else plateau
+    if top is not None:
+        rise, rise_se = _contrast(X, Y, top, 0, sd=sd, phi=phi, t_scale=t_scale)
+    if peak is not None:
+        end = plateau if plateau is not None else n - 1
+        decline, decline_se = _contrast(X, Y, peak, end, sd=sd, phi=phi, t_scale=t_scale)
+    rise_threshold = max(min_effect * rise_se, min_abs_effect, 1e-12) if top is not None else math.nan
+    decline_threshold = max(min_effect * decline_se, min_abs_effect, 1e-12) if peak is not None else math.nan
+    rise_ok = top is not None and rise > rise_threshold
+    decline_ok = peak is not None and rise_ok and decline > decline_threshold
     if peak is not None and not decline_ok:
         # a decline too small to trust: treat the peak as the start of a plateau when one is flat
         plateau, peak = (plateau if plateau is not None else peak), None
-    tol = plateau_tol if plateau_tol is not None else max(threshold, 0.1 * (float(ys.max() - ys.min()) or 0.0))
+    tol = plateau_tol if plateau_tol is not None else max(
+        decline_threshold if math.isfinite(decline_threshold) else 0.0, 0.1 * float(ys.max() - ys.min()))
     plateau_ok = plateau is not None and rise_ok
     if plateau_ok and plateau_tol is not None:
-        plateau_ok = _is_flat(steps[plateau:], ys[plateau:], tol)
+        plateau_ok = _is_flat(x[plateau:], ys[plateau:], tol)
     final_level = float(ys[plateau:].mean()) if plateau_ok else float(ys[max(0, n - window):].mean())
-    return dict(shape=shape, peak=peak if peak is not None else int(np.argmax(ys)),
-                trough=plateau if plateau is not None else n - 1, rise=rise, decline=decline,
-                threshold=threshold, plateau=plateau if plateau is not None else n - 1,
-                plateau_len=(n - plateau) if plateau is not None else 0, final_level=final_level, tol=tol,
-                rise_ok=rise_ok, decline_ok=decline_ok, plateau_ok=plateau_ok)
+    return dict(shape=shape, breaks=f["breaks"], ys=ys, peak=peak if peak is not None else int(np.argmax(ys)),
+                plateau=plateau if plateau is not None else n - 1, rise=rise, decline=decline,
+                rise_se=rise_se, decline_se=decline_se, rise_threshold=rise_threshold,
+                decline_threshold=decline_threshold, final_level=final_level, tol=tol, rise_ok=rise_ok,
+                decline_ok=decline_ok, plateau_ok=plateau_ok, sigma=sigma, sd=sd, noise_source=source,
+                residual_sd=resid_sd, residual_autocorr=rho, correlated=correlated, phi=phi, n_seeds=k)
 
 
 def _is_flat(x: np.ndarray, y: np.ndarray, tol: float) -> bool:
@@ -261,65 +384,111 @@ def _stages_from_segment(seg: dict[str, Any], steps: np.ndarray) -> tuple[list[S
     return [], notes, None
 
 
-def detect_stages(steps: Sequence[float], values: Sequence[float], *, window: int = 5,
-                  higher_is_better: bool = True, min_effect: float = 3.0, noise: float | None = None,
+def detect_stages(steps: Sequence[float], values: Sequence[float] | Sequence[Sequence[float]], *, window: int = 5,
+                  higher_is_better: bool = True, min_effect: float = 3.0, min_abs_effect: float | None = None,
+                  max_autocorr: float = 0.2, persistence: float = 0.8, noise: float | None = None,
                   interval: Sequence[float] | None = None, plateau_tol: float | None = None,
                   n_boot: int = 200, seed: int = 0, language: str | None = None,
                   support: Mapping[str, Sequence[float]] | None = None) -> StageResult:
-    """Detect the three stages in one performance curve.
+    """Detect the three stages in one performance curve (method: module docstring, docs/sweep.md).
 
     Args:
-        steps, values: the curve (any order; sorted by step internally). NaNs are dropped.
-        window: smoothing window (paper: 5).
+        steps, values: the curve (any order; sorted by step internally). ``values`` may be 2-D,
+            one row per seed: the curve is then their mean and the noise their spread. Steps with
+            a NaN (in any seed) are dropped.
+        window: smoothing window (paper: 5) for the reported levels; also the shortest plateau
+            and the boundary tolerance of the confidence.
         higher_is_better: False for losses (the curve is negated internally).
-        min_effect: a rise/decline counts when it exceeds this many standard errors of a
-            difference of two window means.
-        noise: per-point noise sigma; default from given ``interval`` half-widths (95%) or
-            estimated from second differences.
-        interval: optional per-point 95% half-widths (e.g. across seeds or a bootstrap).
-        plateau_tol: band around the final level that counts as flat (default: max(threshold,
-            10% of the smoothed range)).
-        n_boot: residual-bootstrap replicas for the boundary confidences (0 disables).
+        min_effect: a rise/decline counts when it exceeds this many (normal-equivalent) standard
+            errors of the same contrast of the fitted shape.
+        min_abs_effect: ... and at least this much in the metric's units. Default: 0.10 for a
+            single curve on a 0-1 scale (every value in [0, 1]), else 0 (and a note says so);
+            0 for curves given per seed.
+        max_autocorr: lag-1 autocorrelation of the residuals (of a two-breakpoint fit) from which
+            a single curve's noise is treated as persistent AR(1) noise.
+        persistence: the AR(1) coefficient assumed then.
+        noise: per-point noise sigma; overrides the estimates of its size (not of its correlation).
+        interval: optional per-point 95% half-widths (a bootstrap over items, or seeds with a
+            Student-t quantile): half-width / 1.96 is the per-point standard error, never taken
+            below the curve's own scatter around its shape.
+        plateau_tol: if given, a plateau must stay within this band of its mean (and not drift).
+        n_boot: bootstrap replicas for the confidences (0 disables).
         support: named supporting curves on the same steps (working-language Python share, LAPE
             counts): summarised per stage in ``evidence``.
     """
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    if min_effect <= 0:
+    if not min_effect > 0:
         raise ValueError(f"min_effect must be > 0, got {min_effect}")
+    if min_abs_effect is not None and not min_abs_effect >= 0:
+        raise ValueError(f"min_abs_effect must be >= 0, got {min_abs_effect}")
+    if not -1.0 < max_autocorr <= 1.0:
+        raise ValueError(f"max_autocorr must be in (-1, 1], got {max_autocorr}")
+    if not 0.0 <= persistence < 1.0:
+        raise ValueError(f"persistence must be in [0, 1), got {persistence}")
+    if noise is not None and not noise > 0:
+        raise ValueError(f"noise must be > 0, got {noise}")
     if n_boot < 0:
         raise ValueError(f"n_boot must be >= 0, got {n_boot}")
     x = np.asarray(steps, dtype=float)
-    y = np.asarray(values, dtype=float)
-    if x.shape != y.shape or x.ndim != 1:
-        raise ValueError(f"steps and values must be 1-D of equal length, got {x.shape} and {y.shape}")
-    keep = np.isfinite(x) & np.isfinite(y)
+    Y = np.asarray(values, dtype=float)
+    if Y.ndim == 1:
+        Y = Y[None, :]
+    if x.ndim != 1 or Y.ndim != 2 or Y.shape[1] != x.size:
+        raise ValueError(f"steps and values must be of equal length (steps 1-D; values 1-D, or 2-D with one row "
+                         f"per seed), got {x.shape} and {np.shape(values)}")
+    if Y.shape[0] > 1 and interval is not None:
+        raise ValueError("give per-seed curves (2-D values) or an interval, not both")
+    keep = np.isfinite(x) & np.isfinite(Y).all(axis=0)
     order = np.argsort(x[keep], kind="stable")
-    x, y = x[keep][order], y[keep][order]
-    iv = None
+    x, Y = x[keep][order], Y[:, keep][:, order]
+    point_se = None
     if interval is not None:
         iv = np.asarray(interval, dtype=float)
         if iv.shape != keep.shape:
             raise ValueError("interval must have the same length as values")
         iv = iv[keep][order]
+        if np.isfinite(iv).any():
+            point_se = np.where(np.isfinite(iv), iv, np.nanmedian(iv)) / _Z975
     sign = 1.0 if higher_is_better else -1.0
     notes: list[str] = []
     if x.size < 3:
         return StageResult(language, [], None, None, math.nan,
                            notes=[f"too few points ({x.size}) to detect stages"])
-    ys = smooth(sign * y, window)
-    if noise is None:
-        if iv is not None and np.isfinite(iv).any():
-            noise = float(np.nanmedian(iv) / 1.96)
-        else:
-            noise = estimate_noise(sign * y)
-    seg = _segment(x, ys, sign * y, noise=noise, window=window, min_effect=min_effect, plateau_tol=plateau_tol)
+    if min_abs_effect is None:
+        rate = bool(np.all((Y >= 0) & (Y <= 1)))
+        min_abs_effect = MIN_ABS_EFFECT_RATE if rate and Y.shape[0] == 1 else 0.0
+        if Y.shape[0] == 1 and not rate:
+            notes.append("no minimum absolute effect: the values are not on a 0-1 scale (pass min_abs_effect in "
+                         "the metric's units; a single curve cannot tell a short random walk from a trend)")
+    span = float(x[-1] - x[0]) or 1.0
+    xs = (x - x[0]) / span  # fits on a unit scale (better conditioned; effects do not depend on it)
+    settings = dict(noise=noise, point_se=point_se, window=window, min_effect=min_effect,
+                    min_abs_effect=float(min_abs_effect), max_autocorr=max_autocorr, persistence=persistence,
+                    plateau_tol=plateau_tol)
+    seg = _analyse(xs, sign * Y, **settings)
     stages, seg_notes, plateau_idx = _stages_from_segment(seg, x)
     notes.extend(seg_notes)
+    if seg["correlated"]:
+        notes.append(f"the residuals around the fitted shape are autocorrelated (lag-1 {seg['residual_autocorr']:.2f}"
+                     f" >= {max_autocorr:g}): the noise was treated as persistent (AR(1), coefficient "
+                     f"{persistence:g}), which widens the standard errors; a single curve cannot separate slow "
+                     "noise from stages, seeds can")
+    for what in ("rise", "decline"):
+        eff, se, thr = seg[what], seg[f"{what}_se"], seg[f"{what}_threshold"]
+        if math.isfinite(thr) and min_effect * se < eff <= min_abs_effect:
+            notes.append(f"the {what} ({eff:.3g}) exceeds {min_effect:g} standard errors but not the minimum absolute "
+                         f"effect ({min_abs_effect:g})")
 
+    ys = seg["ys"]
     evidence: dict[str, Any] = {
-        "window": window, "min_effect": min_effect, "noise_sigma": noise,
-        "threshold": seg["threshold"], "rise": seg["rise"] * 1.0, "decline": seg["decline"],
+        "window": window, "min_effect": min_effect, "min_abs_effect": float(min_abs_effect),
+        "max_autocorr": max_autocorr, "persistence": persistence,
+        "noise_sigma": seg["sigma"], "noise_source": seg["noise_source"], "n_seeds": seg["n_seeds"],
+        "residual_sd": seg["residual_sd"], "residual_autocorr": seg["residual_autocorr"],
+        "autocorrelated": seg["correlated"], "ar1_coefficient": seg["phi"],
+        "rise": seg["rise"], "rise_se": seg["rise_se"], "rise_threshold": seg["rise_threshold"],
+        "decline": seg["decline"], "decline_se": seg["decline_se"], "decline_threshold": seg["decline_threshold"],
         "peak_value": float(sign * ys[seg["peak"]]), "final_level": float(sign * seg["final_level"]),
         "plateau_tolerance": seg["tol"], "n_points": int(x.size), "higher_is_better": higher_is_better,
         "shape": seg["shape"],
@@ -327,13 +496,13 @@ def detect_stages(steps: Sequence[float], values: Sequence[float], *, window: in
     if support:
         evidence["support"] = _summarise_support(x, keep, order, stages, support)
 
-    confidence = {}
+    confidence: dict[str, float] = {}
     if n_boot and stages:
-        confidence = _bootstrap_confidence(x, sign * y, ys, stages, n_boot=n_boot, seed=seed, window=window,
-                                           noise=noise, min_effect=min_effect, plateau_tol=plateau_tol)
+        confidence, evidence["bootstrap"] = _bootstrap_confidence(xs, sign * Y, seg, stages, x=x, n_boot=n_boot,
+                                                                  seed=seed, settings=settings)
     peak_step = float(x[seg["peak"]]) if seg["rise_ok"] else None
     plateau_step = float(x[plateau_idx]) if plateau_idx is not None else None
-    return StageResult(language, stages, peak_step, plateau_step, float(noise), evidence, confidence, notes)
+    return StageResult(language, stages, peak_step, plateau_step, float(seg["sigma"]), evidence, confidence, notes)
 
 
 def _summarise_support(x: np.ndarray, keep: np.ndarray, order: np.ndarray, stages: list[Stage],
@@ -360,32 +529,59 @@ def _summarise_support(x: np.ndarray, keep: np.ndarray, order: np.ndarray, stage
     return out
 
 
-def _bootstrap_confidence(x: np.ndarray, y: np.ndarray, ys: np.ndarray, stages: list[Stage], *, n_boot: int,
-                          seed: int, window: int, noise: float, min_effect: float,
-                          plateau_tol: float | None) -> dict[str, float]:
-    """Share of residual-bootstrap replicas that find each stage with boundaries near the original.
+def _bootstrap_confidence(xs: np.ndarray, Y: np.ndarray, seg: dict[str, Any], stages: list[Stage], *,
+                          x: np.ndarray, n_boot: int, seed: int,
+                          settings: dict[str, Any]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Share of bootstrap replicas that find each stage with both boundaries near the original.
 
-    "Near" = within one smoothing window of checkpoints (the resolution of the detector).
+    "Near" = within ``window // 2 + 1`` checkpoints (the resolution of the detector). One curve:
+    the fitted shape plus a stationary bootstrap (Politis & Romano) of its residuals, scaled up
+    for the fitted parameters and to at least the noise the detector assumed, mean block length (1 + phi) / (1 - phi) for the AR(1)
+    coefficient used by the detector (2 to n / 4 checkpoints). Several seeds: the seeds are
+    resampled with replacement (replicas with fewer than two distinct seeds are skipped).
     """
+    from arch.bootstrap import StationaryBootstrap
+
     rng = np.random.default_rng(seed)
-    resid = y - ys
-    resid = resid - resid.mean()
+    k, n = Y.shape
+    if k > 1:
+        def replicas() -> Any:
+            for _ in range(n_boot):
+                rows = rng.integers(0, k, size=k)
+                if np.unique(rows).size >= 2:
+                    yield Y[rows]
+        info: dict[str, Any] = {"method": "seeds", "replicas": n_boot}
+    else:
+        X = _design(seg["shape"], xs, seg["breaks"])
+        fitted = X @ np.linalg.lstsq(X, Y[0], rcond=None)[0]
+        resid = Y[0] - fitted
+        resid = (resid - resid.mean()) * math.sqrt(n / max(1, n - X.shape[1] - len(seg["breaks"])))
+        rsd = float(np.sqrt(np.mean(resid ** 2)))
+        if rsd > 0:  # as large as the noise the detector assumed (an interval, persistent noise)
+            resid = resid * np.maximum(1.0, seg["sd"] / rsd)
+        phi = seg["phi"]
+        block = float(min(max(2.0, (1 + phi) / (1 - phi)), max(2.0, n / 4)))
+        boot = StationaryBootstrap(block, resid, seed=rng)
+
+        def replicas() -> Any:
+            for (rb,), _ in boot.bootstrap(n_boot):
+                yield (fitted + rb)[None, :]
+        info = {"method": "stationary block bootstrap of the fit's residuals", "mean_block_length": block,
+                "replicas": n_boot}
     idx_of = {float(s): i for i, s in enumerate(x)}
-    tol_idx = max(1, window // 2 + 1)
+    tol_idx = max(1, settings["window"] // 2 + 1)
     hits = {s.name: 0 for s in stages}
-    for _ in range(n_boot):
-        yb = ys + rng.choice(resid, size=resid.size, replace=True)
-        ysb = smooth(yb, window)
-        seg = _segment(x, ysb, yb, noise=noise, window=window, min_effect=min_effect, plateau_tol=plateau_tol)
-        sb, _, _ = _stages_from_segment(seg, x)
+    used = 0
+    for Yb in replicas():
+        used += 1
+        sb, _, _ = _stages_from_segment(_analyse(xs, Yb, **settings), x)
         for st in stages:
             other = next((o for o in sb if o.name == st.name), None)
-            if other is None:
-                continue
-            if (abs(idx_of[other.start_step] - idx_of[st.start_step]) <= tol_idx
-                    and abs(idx_of[other.end_step] - idx_of[st.end_step]) <= tol_idx):
+            if other is not None and abs(idx_of[other.start_step] - idx_of[st.start_step]) <= tol_idx \
+                    and abs(idx_of[other.end_step] - idx_of[st.end_step]) <= tol_idx:
                 hits[st.name] += 1
-    return {k: v / n_boot for k, v in hits.items()}
+    info["replicas_used"] = used
+    return {name: h / used if used else math.nan for name, h in hits.items()}, info
 
 
 def detect_stages_from_table(table: pd.DataFrame, *, metric: str, probe: str | None = None,
