@@ -236,7 +236,9 @@ def _residual_stats(x: np.ndarray, y: np.ndarray, fits: dict[str, dict[str, Any]
     X = _design(shape, x, fits[shape]["breaks"])
     resid = y - X @ np.linalg.lstsq(X, y, rcond=None)[0]
     dof = max(1, y.size - X.shape[1] - len(fits[shape]["breaks"]))
-    return math.sqrt(float(np.sum(resid ** 2)) / dof), _lag1_autocorr(resid)
+    sd = math.sqrt(float(np.sum(resid ** 2)) / dof)
+    exact = sd <= 1e-9 * max(1.0, float(np.max(np.abs(y))))  # rounding residue: no correlation to read
+    return sd, 0.0 if exact else _lag1_autocorr(resid)
 
 
 def _ar1_d2_factor(phi: float) -> float:

@@ -74,17 +74,20 @@ def test_loss_curves_use_higher_is_better_false():
     assert [s.name for s in res.stages] == ["translation", "transition", "stabilization"]
 
 
-def test_confidence_is_high_for_clean_and_low_for_noisy_curves():
-    rng = np.random.default_rng(1)
-    clean = detect_stages(STEPS, planted_three_stage(STEPS, rng, noise=0.005), n_boot=100)
-    assert clean.confidence["translation"] >= 0.9
-    noisy_steps = np.arange(20) * 60.0
-    rng = np.random.default_rng(2)
-    noisy = detect_stages(noisy_steps, planted_three_stage(noisy_steps, rng, noise=0.06), n_boot=100)
-    for name, c in noisy.confidence.items():
-        assert 0.0 <= c <= 1.0
-    if noisy.stages:
-        assert min(noisy.confidence.values()) < clean.confidence["translation"] + 1e-9
+def test_confidence_is_high_for_clean_and_falls_with_noise():
+    clean = detect_stages(STEPS, planted_three_stage(STEPS, np.random.default_rng(1), noise=0.005), n_boot=100)
+    assert [s.name for s in clean.stages] == ["translation", "transition", "stabilization"]
+    assert min(clean.confidence.values()) >= 0.95, clean.confidence
+    # the same planted curve on 20 checkpoints: the transition's confidence (0 when it is not found)
+    # falls as the noise grows, and drops well below the clean curve's at the noisiest level
+    steps = np.arange(20) * 60.0
+    means = []
+    for noise in (0.01, 0.04, 0.08):
+        conf = [detect_stages(steps, planted_three_stage(steps, np.random.default_rng(30 + i), noise=noise),
+                              n_boot=60, seed=i).confidence.get("transition", 0.0) for i in range(8)]
+        means.append(float(np.mean(conf)))
+    assert means[0] >= 0.9 and means[0] > means[1] > means[2], means
+    assert means[2] <= 0.6, means
 
 
 def test_support_curves_are_summarised_per_stage():
