@@ -19,7 +19,6 @@ Outputs in ``OUT``: ``results/`` (parquet sweep table), ``stages.json``, ``recom
 from __future__ import annotations
 
 import json
-import math
 import shlex
 import time
 from dataclasses import asdict, dataclass
@@ -153,15 +152,21 @@ def _shipped_tokens() -> tuple[int, int] | None:
 
 def performance_curve(table: pd.DataFrame, *, language: str, split: str, metric: str = "line_acc"
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, mean, 95% half-width) of a Babel metric: across seeds when there are several runs,
-    else from the bootstrap interval rows."""
+    """(steps, mean, 95% half-width) of a Babel metric: across seeds when there are several runs
+    (Student-t with runs - 1 degrees of freedom: few seeds, wide intervals), else from the bootstrap
+    interval rows."""
     sel = table[(table["probe"] == "babel") & (table["language"] == language) & (table["identifier"] == split)]
     main = sel[sel["metric"] == metric]
     per_run = main.groupby(["step", "run"])["value"].mean().unstack("run")
     steps = per_run.index.to_numpy(float)
     mean = per_run.mean(axis=1).to_numpy(float)
     if per_run.shape[1] > 1:
-        half = 1.96 * per_run.std(axis=1, ddof=1).to_numpy(float) / math.sqrt(per_run.shape[1])
+        from scipy import stats
+
+        k = per_run.count(axis=1).to_numpy(float)  # runs with a value at each step
+        with np.errstate(invalid="ignore"):
+            t = stats.t.ppf(0.975, k - 1)  # NaN where fewer than two runs
+        half = t * per_run.std(axis=1, ddof=1).to_numpy(float) / np.sqrt(k)
     else:
         lo = sel[sel["metric"] == f"{metric}_lo"].groupby("step")["value"].mean().reindex(per_run.index)
         hi = sel[sel["metric"] == f"{metric}_hi"].groupby("step")["value"].mean().reindex(per_run.index)
@@ -333,19 +338,29 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
     # 5. recommendation ------------------------------------------------------------------------------
     recommendation: dict[str, Any]
     try:
+        # performance: PHP completions of every item of the splits the Python base knows (python_only +
+        # shared, all runs); Eq.2: the first run's held-out PHP loss, alpha early in the run (docs/fit.md)
         first = run_dirs[0]
-        perf_rows = table[(table["run"] == first.name) & (table["probe"] == "babel")
-                          & table["identifier"].isin(["python_only", "shared"])]
-        run = BabelRun(sweep=perf_rows, loss_log=read_jsonl(first / "loss.jsonl"), target="php", name=first.name)
-        rec = recommend_tokens(run, metric="line_acc", probe="babel", eta_python=eta_python,
-                               window=window, init_steps=(90, 100))
+        run_meta = json.loads((first / "run.json").read_text()) if (first / "run.json").exists() else {}
+        run = BabelRun(sweep=table[table["probe"] == "babel"], loss_log=read_jsonl(first / "loss.jsonl"),
+                       val_log=read_jsonl(first / "val.jsonl") if (first / "val.jsonl").exists() else None,
+                       target="php", name=first.name, total_steps=run_meta.get("total_steps"))
+        rec = recommend_tokens(run, metric="line_acc", probe="babel", eta_python=eta_python, window=window,
+                               identifiers=("python_only", "shared"), n_boot=1000)
         write_mixture(out / "recommendation.yaml", {"python": eta_python, "php": rec.tokens},
                       source=f"lensprobe demo: Algorithm 1 on {first}",
-                      notes=(f"best checkpoint step {rec.best_step:g} (line_acc {rec.best_value:.3f}); "
-                             f"Python share {rec.share:.3f} (90% CI {rec.share_interval[0]:.3f}-{rec.share_interval[1]:.3f});"
-                             f" php tokens 90% CI {rec.tokens_interval[0]:.4g}-{rec.tokens_interval[1]:.4g}"))
+                      notes=(f"best checkpoint step {rec.best_step:g} (line_acc {rec.best_value:.3f}, PHP items of "
+                             f"python_only + shared); Python share {rec.share:.3f} (90% CI {rec.share_interval[0]:.3f}-"
+                             f"{rec.share_interval[1]:.3f}); php tokens 90% CI {rec.tokens_interval[0]:.4g}-"
+                             f"{rec.tokens_interval[1]:.4g}; candidate best steps "
+                             f"{', '.join(f'{x:g}' for x in rec.candidates)}; interval over {rec.resampled}; "
+                             f"Eq.2 on {rec.loss_source}, alpha={rec.alpha:.4f} (steps {rec.alpha_steps[0]:g}-"
+                             f"{rec.alpha_steps[1]:g}), beta={rec.beta:.4f}"))
         recommendation = {"php_tokens": rec.tokens, "python_tokens": eta_python, "share": rec.share,
-                          "best_step": rec.best_step, "tokens_interval": list(rec.tokens_interval)}
+                          "share_interval": list(rec.share_interval), "best_step": rec.best_step,
+                          "candidates": list(rec.candidates), "tokens_interval": list(rec.tokens_interval),
+                          "loss_source": rec.loss_source, "alpha_steps": list(rec.alpha_steps),
+                          "resampled": rec.resampled}
         log(f"recommendation: php {rec.tokens:,.0f} tokens for python {eta_python:,} (share {rec.share:.3f})")
     except ValueError as exc:  # e.g. share 0: no finite answer — say so, write no mixture
         recommendation = {"error": str(exc)}
