@@ -1,7 +1,11 @@
 """``lensprobe lens``: the working-language probe (Eq.1) on a model or every checkpoint of a run.
 
     lensprobe lens MODEL_OR_RUN_DIR --suite php --out table.parquet
-    lensprobe lens runs/continual-php --suite php --out wl.csv --exclude-last 1 --filter-generated
+    lensprobe lens runs/continual-php --suite php --out wl.csv --exclude-last 1 --prompts generated all
+
+Shares count only prompts on which the model generates the target identifier (the paper's rule);
+``--prompts all`` gives the unfiltered shares instead (metrics ``*_all_prompts``), ``--prompts
+generated all`` both (see docs/suites.md).
 """
 from __future__ import annotations
 
@@ -15,6 +19,24 @@ def _write_table(df: Any, out: Path) -> None:
     from lensprobe._io import atomic_write_table
 
     atomic_write_table(out, df)
+
+
+def _print_summary(df: Any, prompts: list[str]) -> None:
+    """Per step: final accuracy and the suite-level Eq.1 Python share of each prompt set, each
+    share beside the number of prompts it rests on."""
+    import pandas as pd
+
+    from lensprobe.probes.working_language import metric_name
+
+    suite_rows = df[df["identifier"].isna() & df["layer"].isna()]
+    columns = {}
+    for metric in ["final_accuracy"] + [metric_name("eq1_python_share", p) for p in prompts]:
+        sel = suite_rows[suite_rows["metric"] == metric].set_index("step")
+        columns[metric] = sel["value"]
+        if metric != "final_accuracy":
+            columns[f"n ({metric})"] = sel["n"]
+    if any(not c.empty for c in columns.values()):
+        print(pd.DataFrame(columns).to_string())
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,15 +82,13 @@ def run(args: argparse.Namespace) -> int:
             suite.render(limit=1, identifiers=args.identifier)  # unknown ids fail before any model loads
         df = working_language(series, suite, tokenizer=tokenizer, seed=args.seed, limit=args.limit,
                               identifiers=args.identifier,
-                              exclude_last=args.exclude_last, filter_generated=args.filter_generated,
+                              exclude_last=args.exclude_last, prompts=args.prompts,
                               batch_size=args.batch_size, add_bos=args.bos, device=args.device)
     except (KeyError, ValueError, CheckpointError) as exc:
         print(f"error: {path}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     _write_table(df, out)
-    summary = df[(df["identifier"].isna()) & (df["metric"].isin(["eq1_python_share", "final_accuracy"]))]
-    if not summary.empty:
-        print(summary.pivot_table(index="step", columns="metric", values="value", dropna=False).to_string())
+    _print_summary(df, args.prompts)
     print(f"wrote {len(df)} rows to {out}")
     return 0
 
@@ -85,8 +105,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--identifier", action="append", default=None, help="only this identifier (repeatable)")
     p.add_argument("--exclude-last", type=int, default=None,
                    help="final layers left out of Eq.1 (default: min(5, max(1, (L-1)//2)))")
-    p.add_argument("--filter-generated", action="store_true",
-                   help="keep only prompts whose final layer predicts the target identifier (paper's rule)")
+    p.add_argument("--prompts", nargs="+", choices=("generated", "all"), default=["generated"],
+                   help="prompts the shares rest on: generated (default, the paper's rule: only prompts whose "
+                        "final layer predicts the target identifier), all (unfiltered; metrics *_all_prompts), "
+                        "or both")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--bos", action="store_true", help="prepend the tokenizer's BOS token to every prompt")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory or tokenizer.json (default: the run's)")

@@ -1,6 +1,7 @@
 """Probe specs for the command line: ``NAME:key=value,key=value`` -> a configured probe.
 
-    working_language:suite=php,filter_generated=true,exclude_last=1
+    working_language:suite=php,exclude_last=1                 (Eq.1 on generated prompts: the paper's rule)
+    working_language:suite=php,prompts=generated+all          (and the unfiltered *_all_prompts metrics)
     lape:languages=python+php,inputs=suite,tokens_per_language=20000
     lape:languages=python+php,inputs=tokens:data/tokens,split=val
     lape:languages=python+php,input_python=src/py,input_php=php.jsonl
@@ -238,9 +239,11 @@ def _register_builtins() -> None:
         return
     _BUILTINS_DONE = True
     _builtin("working_language", _working_language, required=("suite",),
-                   help="logit-lens working language (Eq.1) over an identifier suite",
+                   help="logit-lens working language (Eq.1) over an identifier suite; prompts=generated "
+                        "(default, the paper's rule: only prompts whose model generates the identifier), "
+                        "all (unfiltered, metrics *_all_prompts) or generated+all",
                    options={"suite": str, "suites_dir": str, "seed": int, "limit": int, "identifiers": text_list,
-                            "exclude_last": int, "filter_generated": boolean, "batch_size": int,
+                            "exclude_last": int, "prompts": text_list, "batch_size": int,
                             "add_bos": boolean, "padding_side": str})
     _builtin("lape", _lape, required=("languages",),
                    help="LAPE language-specific neurons",

@@ -10,8 +10,13 @@ log-probability mass of both sets.  Eq.1 of the paper::
 where ``n_l`` counts top-1 tokens in language ``l``'s set over the intermediate layers
 ``1 .. L - exclude_last``.  The probability-mass variant replaces counts by summed ``P(set)``.
 
-Rows use :data:`lensprobe.probe.ROW_COLUMNS`; the metric names are listed in :data:`METRICS` and
-documented in ``docs/suites.md``.
+Like the paper, the shares count by default only prompts on which the model generates the target
+identifier (its final layer ranks a target token first): ``prompts="generated"``.  The unfiltered
+variant, ``prompts="all"``, writes the same metrics with the suffix ``_all_prompts``; both can be
+computed in one pass (``prompts=("generated", "all")``).  Every share row's ``n`` is the number of
+prompts it rests on; a share with no prompt kept is NaN.  See ``docs/suites.md``.
+
+Rows use :data:`lensprobe.probe.ROW_COLUMNS`; the metric names are listed in :data:`METRICS`.
 """
 from __future__ import annotations
 
@@ -25,8 +30,8 @@ import torch
 from lensprobe.probe import Batch, Probe
 from lensprobe.suites import Suite, SuiteItem, TokenSets, encode_text, load_suite
 
-__all__ = ["WorkingLanguageProbe", "working_language", "default_exclude_last", "METRICS", "TARGET", "PYTHON",
-           "OTHER"]
+__all__ = ["WorkingLanguageProbe", "working_language", "default_exclude_last", "metric_name", "METRICS",
+           "PROMPT_METRICS", "PROMPTS", "ALL_PROMPTS_SUFFIX", "TARGET", "PYTHON", "OTHER"]
 
 #: added to the lens' ranks to report 1-based ranks (lensprobe.lens ranks are 0-based)
 _RANK_OFFSET = 1.0
@@ -34,8 +39,16 @@ _RANK_OFFSET = 1.0
 #: top-1 classes
 TARGET, PYTHON, OTHER = 0, 1, 2
 
-#: metric name -> meaning (``layer`` set for per-layer metrics, None for the others)
-METRICS: dict[str, str] = {
+#: the prompt sets a share can rest on: the paper's rule (only prompts whose final layer's top-1 is a
+#: target token, i.e. the model generates the identifier) and every prompt
+PROMPTS: tuple[str, ...] = ("generated", "all")
+
+#: appended to the name of every metric of :data:`PROMPT_METRICS` computed over all prompts
+ALL_PROMPTS_SUFFIX = "_all_prompts"
+
+#: metrics computed over the kept prompts (``n`` = prompts kept) -> meaning; with ``prompts="all"``
+#: their names end in :data:`ALL_PROMPTS_SUFFIX`
+PROMPT_METRICS: dict[str, str] = {
     "share_target_top1": "per layer: share of kept prompts whose lens top-1 token is in the target-language set",
     "share_python_top1": "per layer: share of kept prompts whose lens top-1 token is in the Python set",
     "share_other_top1": "per layer: share of kept prompts whose lens top-1 token is in neither set",
@@ -45,15 +58,60 @@ METRICS: dict[str, str] = {
     "eq1_python_share": "Eq.1 share of Python: n_python / (n_target + n_python), layers 1..L-exclude_last",
     "eq1_mass_target_share": "probability-mass Eq.1: sum P(target set) / (sum P(target) + sum P(python))",
     "eq1_mass_python_share": "probability-mass Eq.1: sum P(python set) / (sum P(target) + sum P(python))",
+    "eq1_counted": "n_target + n_python: (prompt, layer) cells of the kept prompts whose top-1 is in either set",
+}
+
+#: metrics that do not depend on the prompt set -> meaning
+OTHER_METRICS: dict[str, str] = {
     "final_accuracy": "share of all prompts whose final layer's top-1 token is in the target set",
     "final_target_rank": "median over all prompts of the best 1-based rank of a target-set token at the final layer",
-    "n_prompts": "prompts rendered (identifier rows) / prompts of included identifiers (suite row)",
-    "n_kept": "prompts kept by the filter (all prompts when filter_generated is off)",
+    "n_prompts": "prompts rendered (identifier rows) / prompts of included identifiers (group and suite rows)",
+    "n_kept": "prompts that generate the target identifier (final top-1 in the target set); with prompts='generated'",
     "excluded_collision": "1 for an identifier not probed: its target and Python token sets share a token (or one is empty)",
     "n_excluded_collisions": "suite row: number of identifiers excluded for colliding token sets",
     "n_identifiers": "suite row: number of identifiers probed",
     "exclude_last": "suite row: the number of final layers left out of Eq.1",
 }
+
+#: every metric name the probe can write -> meaning
+METRICS: dict[str, str] = {
+    **PROMPT_METRICS,
+    **{m + ALL_PROMPTS_SUFFIX: d.replace("kept prompts", "all prompts") + " (every prompt, unfiltered)"
+       for m, d in PROMPT_METRICS.items()},
+    **OTHER_METRICS,
+}
+
+#: identifier of the pooled rows of a group of identifiers ``<group>:...`` (Babel suites: one per split)
+GROUP_SUFFIX = ":*"
+
+
+def metric_name(metric: str, prompts: str = "generated") -> str:
+    """The table name of ``metric`` computed over ``prompts`` (``"generated"`` or ``"all"``).
+
+    ``metric_name("eq1_python_share", "all") == "eq1_python_share_all_prompts"``; metrics that do
+    not depend on the prompt set keep their name.
+    """
+    if prompts not in PROMPTS:
+        raise ValueError(f"prompts must be one of {', '.join(PROMPTS)}, got {prompts!r}")
+    if metric not in PROMPT_METRICS and metric not in OTHER_METRICS:
+        raise KeyError(f"unknown working-language metric {metric!r}; known: {', '.join(PROMPT_METRICS)}, "
+                       f"{', '.join(OTHER_METRICS)}")
+    return metric + ALL_PROMPTS_SUFFIX if prompts == "all" and metric in PROMPT_METRICS else metric
+
+
+def _prompt_sets(prompts: Any) -> tuple[str, ...]:
+    """``"generated"`` / ``"all"`` / a sequence of them -> a tuple in :data:`PROMPTS` order."""
+    values = [prompts] if isinstance(prompts, str) else prompts
+    try:
+        values = list(values)
+    except TypeError:
+        raise TypeError(f"prompts must be 'generated', 'all' or a sequence of them, got {prompts!r}") from None
+    bad = [v for v in values if v not in PROMPTS]
+    if bad or not values:
+        raise ValueError(f"prompts must be 'generated' (the paper's rule), 'all' or both, got {prompts!r}")
+    if len(set(values)) != len(values):
+        raise ValueError(f"prompts lists a value twice: {prompts!r}")
+    return tuple(p for p in PROMPTS if p in values)
 
 
 def default_exclude_last(n_layers: int) -> int:
@@ -86,8 +144,10 @@ class WorkingLanguageProbe(Probe):
         limit: prompts per identifier (default: the suite's ``n_prompts``).
         identifiers: restrict to these identifier ids.
         exclude_last: final layers left out of Eq.1 (default :func:`default_exclude_last`).
-        filter_generated: keep only prompts whose final layer ranks a target token first (the
-            paper counts only cases where the identifier is actually generated).
+        prompts: which prompts the shares rest on: ``"generated"`` (default, the paper's rule: only
+            prompts whose final layer ranks a target token first, i.e. the model generates the
+            identifier), ``"all"`` (every prompt; metric names end in ``_all_prompts``) or both
+            (``("generated", "all")``: both metric families from one pass).
         batch_size: prompts per forward pass.
         add_bos: prepend the tokenizer's BOS token to every prompt (never added implicitly).
         padding_side: ``"left"`` or ``"right"``; rows are exact either way (position ids from the mask).
@@ -97,7 +157,7 @@ class WorkingLanguageProbe(Probe):
 
     def __init__(self, suite: Suite | str, *, seed: int = 0, limit: int | None = None,
                  identifiers: Sequence[str] | None = None, exclude_last: int | None = None,
-                 filter_generated: bool = False, batch_size: int = 16, add_bos: bool = False,
+                 prompts: str | Sequence[str] = "generated", batch_size: int = 16, add_bos: bool = False,
                  padding_side: str = "left"):
         self.suite = load_suite(suite)
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -113,7 +173,7 @@ class WorkingLanguageProbe(Probe):
         self.limit = limit
         self.identifiers = None if identifiers is None else list(identifiers)
         self.exclude_last = exclude_last
-        self.filter_generated = bool(filter_generated)
+        self.prompts: tuple[str, ...] = _prompt_sets(prompts)
         self.batch_size = batch_size
         self.add_bos = bool(add_bos)
         self.padding_side = padding_side
@@ -129,7 +189,7 @@ class WorkingLanguageProbe(Probe):
     def config(self) -> dict[str, Any]:
         return {"name": self.name, "suite": self.suite.name, "suite_digest": self.suite.digest(), "seed": self.seed,
                 "limit": self.limit, "identifiers": self.identifiers, "exclude_last": self.exclude_last,
-                "filter_generated": self.filter_generated, "add_bos": self.add_bos}
+                "prompts": list(self.prompts), "add_bos": self.add_bos}
 
     def input_key(self) -> str:
         return (f"suite:{self.suite.name}:{self.suite.digest()}:seed={self.seed}:limit={self.limit}:"
@@ -277,7 +337,7 @@ class WorkingLanguageProbe(Probe):
             if k in self._records:
                 by_ident.setdefault(it.identifier, []).append(self._records[k])
         pooled: list[_ItemRecord] = []
-        pooled_kept: list[_ItemRecord] = []
+        groups: dict[str, list[_ItemRecord]] = {}
         n_collisions = 0
         included = set(self.included_identifiers())
         for ident in self._ordered_ids():
@@ -289,26 +349,42 @@ class WorkingLanguageProbe(Probe):
             missing = [r for r in recs if (r.cls < 0).any()]
             if missing:
                 raise RuntimeError(f"identifier {ident!r}: some layers were never observed (hook points missing?)")
-            kept = [r for r in recs if r.cls[L - 1] == TARGET] if self.filter_generated else list(recs)
             pooled.extend(recs)
-            pooled_kept.extend(kept)
-            self._summary_rows(row, ident, recs, kept, excl, per_layer=True)
+            if ":" in ident:  # `<group>:<rest>` (Babel suites: `<split>:<target>:<python>`)
+                groups.setdefault(ident.split(":", 1)[0], []).extend(recs)
+            self._summary_rows(row, ident, recs, excl)
+        for group, recs in groups.items():
+            self._summary_rows(row, group + GROUP_SUFFIX, recs, excl)
         row(None, None, "n_excluded_collisions", n_collisions, len(self._ordered_ids()))
         row(None, None, "n_identifiers", len(self._ordered_ids()) - n_collisions, len(self._ordered_ids()))
         row(None, None, "exclude_last", excl, L)
-        self._summary_rows(row, None, pooled, pooled_kept, excl, per_layer=True)
+        self._summary_rows(row, None, pooled, excl)
         return out
 
-    def _summary_rows(self, row, ident, recs: list[_ItemRecord], kept: list[_ItemRecord], excl: int, *,
-                      per_layer: bool) -> None:
+    def _summary_rows(self, row, ident, recs: list[_ItemRecord], excl: int) -> None:
+        """The rows of one aggregation level: the prompt-set independent metrics once, then the
+        shares per prompt set (``n`` = prompts they rest on; NaN when none is kept)."""
         L = self._n_layers
-        n_all, n_kept = len(recs), len(kept)
+        n_all = len(recs)
+        generated = [r for r in recs if r.cls[L - 1] == TARGET]
         row(ident, None, "n_prompts", n_all, n_all)
-        row(ident, None, "n_kept", n_kept, n_all)
-        final_hits = sum(1 for r in recs if r.cls[L - 1] == TARGET)
-        row(ident, None, "final_accuracy", final_hits / n_all if n_all else math.nan, n_all)
+        if "generated" in self.prompts:
+            row(ident, None, "n_kept", len(generated), n_all)
+        row(ident, None, "final_accuracy", len(generated) / n_all if n_all else math.nan, n_all)
         ranks = [r.final_rank for r in recs if not math.isnan(r.final_rank)]
         row(ident, None, "final_target_rank", float(np.median(ranks)) if ranks else math.nan, len(ranks))
+        for prompts in self.prompts:
+            kept = generated if prompts == "generated" else recs
+            self._share_rows(row, ident, kept, excl, suffix="" if prompts == "generated" else ALL_PROMPTS_SUFFIX)
+
+    def _share_rows(self, row, ident, kept: list[_ItemRecord], excl: int, *, suffix: str) -> None:
+        L = self._n_layers
+        n_kept = len(kept)
+        nan = math.nan
+
+        def share(metric, layer, value):
+            row(ident, layer, metric + suffix, value if n_kept else nan, n_kept)
+
         if kept:
             cls = np.stack([r.cls for r in kept])            # [n, L]
             lpt = np.stack([r.logp_target for r in kept])
@@ -320,23 +396,22 @@ class WorkingLanguageProbe(Probe):
         n_t = int((cls[:, used] == TARGET).sum())
         n_p = int((cls[:, used] == PYTHON).sum())
         tot = n_t + n_p
-        row(ident, None, "eq1_target_share", n_t / tot if tot else math.nan, tot)
-        row(ident, None, "eq1_python_share", n_p / tot if tot else math.nan, tot)
+        # NaN also when prompts were kept but no top-1 token fell into either set (0/0)
+        share("eq1_target_share", None, n_t / tot if tot else nan)
+        share("eq1_python_share", None, n_p / tot if tot else nan)
+        row(ident, None, "eq1_counted" + suffix, tot, n_kept)
         m_t = float(np.exp(lpt[:, used]).sum())
         m_p = float(np.exp(lpp[:, used]).sum())
-        cells = int(cls[:, used].size)
         mass = m_t + m_p
-        row(ident, None, "eq1_mass_target_share", m_t / mass if mass > 0 else math.nan, cells)
-        row(ident, None, "eq1_mass_python_share", m_p / mass if mass > 0 else math.nan, cells)
-        if per_layer:
-            for layer in range(1, L + 1):
-                c = cls[:, layer - 1]
-                nan = math.nan
-                row(ident, layer, "share_target_top1", (c == TARGET).mean() if n_kept else nan, n_kept)
-                row(ident, layer, "share_python_top1", (c == PYTHON).mean() if n_kept else nan, n_kept)
-                row(ident, layer, "share_other_top1", (c == OTHER).mean() if n_kept else nan, n_kept)
-                row(ident, layer, "logp_target", lpt[:, layer - 1].mean() if n_kept else nan, n_kept)
-                row(ident, layer, "logp_python", lpp[:, layer - 1].mean() if n_kept else nan, n_kept)
+        share("eq1_mass_target_share", None, m_t / mass if mass > 0 else nan)
+        share("eq1_mass_python_share", None, m_p / mass if mass > 0 else nan)
+        for layer in range(1, L + 1):
+            c = cls[:, layer - 1]
+            share("share_target_top1", layer, (c == TARGET).mean() if n_kept else nan)
+            share("share_python_top1", layer, (c == PYTHON).mean() if n_kept else nan)
+            share("share_other_top1", layer, (c == OTHER).mean() if n_kept else nan)
+            share("logp_target", layer, lpt[:, layer - 1].mean() if n_kept else nan)
+            share("logp_python", layer, lpp[:, layer - 1].mean() if n_kept else nan)
 
 
 # --------------------------------------------------------------------------- convenience
@@ -371,20 +446,22 @@ def _series_tokenizer(series: Any) -> Any:
 
 
 def working_language(model_or_series: Any, suite: Suite | str, *, tokenizer: Any = None, seed: int = 0,
-                     limit: int | None = None, identifiers: Sequence[str] | None = None, exclude_last: int | None = None, filter_generated: bool = False,
-                     batch_size: int = 16, add_bos: bool = False, device: str | torch.device | None = None):
+                     limit: int | None = None, identifiers: Sequence[str] | None = None, exclude_last: int | None = None,
+                     prompts: str | Sequence[str] = "generated", batch_size: int = 16, add_bos: bool = False,
+                     device: str | torch.device | None = None):
     """Run :class:`WorkingLanguageProbe` on one model or every checkpoint of a series.
 
     Returns a DataFrame with columns ``checkpoint, step, language, identifier, layer, metric, value, n``
     (``checkpoint``/``step`` are None for a single model).  A single model needs ``tokenizer``
-    (or a :class:`~lensprobe.adapters.LoadedModel`, whose tokenizer is used).
+    (or a :class:`~lensprobe.adapters.LoadedModel`, whose tokenizer is used).  ``prompts`` as in
+    :class:`WorkingLanguageProbe`: the paper's rule (``"generated"``) by default.
     """
     import pandas as pd
 
     from lensprobe.engine import run_probes
 
-    probe_kwargs = dict(seed=seed, limit=limit, identifiers=identifiers, exclude_last=exclude_last, filter_generated=filter_generated,
-                        batch_size=batch_size, add_bos=add_bos)
+    probe_kwargs = dict(seed=seed, limit=limit, identifiers=identifiers, exclude_last=exclude_last,
+                        prompts=_prompt_sets(prompts), batch_size=batch_size, add_bos=add_bos)
     suite = load_suite(suite)
     if not _is_series(model_or_series):
         tok = tokenizer if tokenizer is not None else getattr(model_or_series, "tokenizer", None)

@@ -1,4 +1,5 @@
 """Generated identifier suites from Babel concepts: prompts, ids, skips, validation, the working-language probe."""
+import math
 import re
 from collections import Counter
 
@@ -165,11 +166,11 @@ def test_working_language_probe_groups_rows_by_split(tokenizer):
     s = make_splits(seed=0, n_shared=12, n_python_only=12, n_target_only=12, n_control=12)
     suite = babel_suite(s, target="php")
     model = tiny_model("gpt2", vocab_size=len(tokenizer), seed=1)
-    df = working_language(model, suite, tokenizer=tokenizer, batch_size=8)
+    df = working_language(model, suite, tokenizer=tokenizer, batch_size=8, prompts=("generated", "all"))
     sets = suite.token_sets(tokenizer)
     included = {i for i, ts in sets.items() if not ts.collision and ts.target and ts.reference}
     excluded = set(sets) - included
-    per_ident = df[df["identifier"].notna()]
+    per_ident = df[df["identifier"].notna() & ~df["identifier"].str.endswith(":*")]
     assert set(per_ident["identifier"]) == set(sets)
     n_prompts = per_ident[per_ident["metric"] == "n_prompts"].set_index("identifier")["value"].to_dict()
     # independent count: concepts of that split whose terminal gives that pair
@@ -181,6 +182,11 @@ def test_working_language_probe_groups_rows_by_split(tokenizer):
         assert n_prompts[ident] == expected > 0
     assert set(per_ident[per_ident["metric"] == "excluded_collision"]["identifier"]) == excluded
     assert {parse_babel_identifier(i)[0] for i in n_prompts} == set(SPLITS)
+    # one pooled row set per split (`<split>:*`): its prompts are those of the split's included identifiers
+    split_rows = df[df["identifier"].str.endswith(":*", na=False) & (df["metric"] == "n_prompts")]
+    assert split_rows.set_index("identifier")["value"].to_dict() == {
+        f"{split}:*": sum(n_prompts[i] for i in included if parse_babel_identifier(i)[0] == split)
+        for split in {parse_babel_identifier(i)[0] for i in included}}
     # final-layer numbers of one identifier against a manual HF forward of each prompt
     ident = max(included, key=lambda i: n_prompts[i])
     hits, logp = [], []
@@ -193,8 +199,16 @@ def test_working_language_probe_groups_rows_by_split(tokenizer):
     rows = per_ident[per_ident["identifier"] == ident]
     L = model.config.n_layer
     assert rows[rows["metric"] == "final_accuracy"]["value"].item() == pytest.approx(sum(hits) / len(hits))
-    final_logp = rows[(rows["metric"] == "logp_target") & (rows["layer"] == L)]["value"].item()
+    final_logp = rows[(rows["metric"] == "logp_target_all_prompts") & (rows["layer"] == L)]["value"].item()
     assert final_logp == pytest.approx(sum(logp) / len(logp), abs=1e-4)
+    # the paper's rule: the same mean over the prompts the model generates the identifier on (NaN if none)
+    kept_logp = [lp for lp, hit in zip(logp, hits) if hit]
+    final_kept = rows[(rows["metric"] == "logp_target") & (rows["layer"] == L)]
+    assert final_kept["n"].item() == len(kept_logp)
+    if kept_logp:
+        assert final_kept["value"].item() == pytest.approx(sum(kept_logp) / len(kept_logp), abs=1e-4)
+    else:
+        assert math.isnan(final_kept["value"].item())
 
 
 def test_yaml_is_readable_code(splits, tmp_path):

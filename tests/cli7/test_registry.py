@@ -28,10 +28,18 @@ def test_parse_errors(spec, needle):
 
 
 def test_working_language_spec_sets_the_probe_options(bpe):
-    probe = make_probe("working_language:suite=php,filter_generated=true,exclude_last=1,limit=3,seed=2", tokenizer=bpe)
+    probe = make_probe("working_language:suite=php,prompts=all,exclude_last=1,limit=3,seed=2", tokenizer=bpe)
     cfg = probe.config()
-    assert (cfg["suite"], cfg["filter_generated"], cfg["exclude_last"], cfg["limit"], cfg["seed"]) == \
-        ("php", True, 1, 3, 2)
+    assert (cfg["suite"], cfg["prompts"], cfg["exclude_last"], cfg["limit"], cfg["seed"]) == \
+        ("php", ["all"], 1, 3, 2)
+    # the default is the paper's rule (only prompts whose model generates the identifier); both sets on request
+    assert make_probe("working_language:suite=php", tokenizer=bpe).config()["prompts"] == ["generated"]
+    assert make_probe("working_language:suite=php,prompts=all+generated", tokenizer=bpe).prompts == \
+        ("generated", "all")
+    # the option is part of the resume key
+    hashes = {make_probe(f"working_language:suite=php{o}", tokenizer=bpe).config_hash()
+              for o in ("", ",prompts=all", ",prompts=generated+all")}
+    assert len(hashes) == 3
     # the same prompts as the Python API renders
     from lensprobe.suites import load_suite
 
@@ -39,10 +47,11 @@ def test_working_language_spec_sets_the_probe_options(bpe):
 
 
 @pytest.mark.parametrize("spec, needle", [
-    ("working_language:suite=php,filter=true", "unknown key 'filter'.*allowed: .*filter_generated"),
+    ("working_language:suite=php,filter=true", "unknown key 'filter'.*allowed: .*prompts"),
+    ("working_language:suite=php,filter_generated=true", "unknown key 'filter_generated'"),
+    ("working_language:suite=php,prompts=kept", "prompts must be 'generated'.*'all'"),
     ("working_language:limit=3", "missing required key.*suite"),
     ("working_language:suite=php,exclude_last=two", "key 'exclude_last' expects integer"),
-    ("working_language:suite=php,filter_generated=maybe", "key 'filter_generated' expects true/false"),
     ("working_language:suite=klingon", "unknown suite 'klingon'"),
     ("nope:x=1", "unknown probe 'nope'; known: .*working_language"),
     ("lape:languages=python+php", "no LAPE inputs for python, php"),
