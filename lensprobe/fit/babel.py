@@ -1,8 +1,10 @@
 """The Babel Tower maps: Eq.2 (share of the Python system from the loss), Eq.3 (share from token
 counts), its inverse (Algorithm 1's last line) and the rebuttal's log-linear trend.
 
-Eq.2   P(l) = (l - beta) / (alpha - beta), alpha = mean loss over steps ``init_steps`` of the
-       continual run, beta = the lowest loss of the run; clipped to [0, 1] (early steps give P > 1).
+Eq.2   P(l) = (l - beta) / (alpha - beta); alpha = mean loss at the start of the continual run,
+       beta = the lowest loss of the run; clipped to [0, 1] (early steps give P > 1).
+       The paper averages steps 90-100 of a 50,000-step run; here the window is a fraction of the
+       run (default 0.18%-0.2%, the paper's), widened to a few logged points (docs/fit.md).
 Eq.3   P(eta) = eta_py / (eta_py + eta_target).
 Inverse eta_target = eta_py / P - eta_py  (P = 0: no finite answer; P = 1: zero tokens).
 """
@@ -10,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -20,6 +22,10 @@ __all__ = [
     "PythonShare",
     "LogLinearFit",
     "NoFiniteTokens",
+    "PAPER_RUN_STEPS",
+    "PAPER_ALPHA_WINDOW",
+    "alpha_window_mask",
+    "loss_noise",
     "python_share_from_loss",
     "python_share_from_tokens",
     "tokens_for_share",
@@ -27,6 +33,10 @@ __all__ = [
     "parse_tokens",
     "sliding_mean",
 ]
+
+PAPER_RUN_STEPS = 50_000
+#: alpha's window as fractions of the run: the paper's steps 90-100 of a 50,000-step run
+PAPER_ALPHA_WINDOW = (90 / PAPER_RUN_STEPS, 100 / PAPER_RUN_STEPS)
 
 
 class NoFiniteTokens(ValueError):
@@ -36,7 +46,12 @@ class NoFiniteTokens(ValueError):
 @dataclass(frozen=True)
 class PythonShare:
     """Eq.2 applied to a loss curve. ``share`` is clipped to [0, 1]; ``clipped`` flags the
-    points whose raw value fell outside (early steps, where the loss is still above alpha)."""
+    points whose raw value fell outside (early steps, where the loss is still above alpha).
+
+    ``losses`` is the curve Eq.2 reads (the logged loss, or its centred sliding mean of width
+    ``smooth``); ``logged`` the values as logged. ``alpha_steps`` are the logged steps averaged
+    for alpha (``window`` = their step range), ``run_steps`` the run length the window is relative to.
+    """
 
     steps: np.ndarray
     losses: np.ndarray
@@ -45,12 +60,26 @@ class PythonShare:
     raw: np.ndarray
     share: np.ndarray
     clipped: np.ndarray
-    init_steps: tuple[int, int] = (90, 100)
+    logged: np.ndarray
+    alpha_steps: np.ndarray
+    window: tuple[float, float]
+    run_steps: float
+    smooth: int = 1
+
+    @property
+    def alpha_mask(self) -> np.ndarray:
+        return np.isin(self.steps, self.alpha_steps)
 
     def at_loss(self, loss: float | np.ndarray) -> np.ndarray | float:
         """Eq.2 (clipped) for any loss value(s), with this curve's alpha and beta."""
         value = np.clip((np.asarray(loss, dtype=float) - self.beta) / (self.alpha - self.beta), 0.0, 1.0)
         return float(value) if np.ndim(value) == 0 else value
+
+    def at_steps(self, steps: float | np.ndarray, *, clip: bool = True) -> np.ndarray:
+        """Eq.2 at any step(s): the loss curve interpolated linearly between logged steps."""
+        loss = np.interp(np.asarray(steps, dtype=float), self.steps, self.losses)
+        raw = (loss - self.beta) / (self.alpha - self.beta)
+        return np.clip(raw, 0.0, 1.0) if clip else raw
 
     def to_dataframe(self) -> pd.DataFrame:
         return pd.DataFrame(
@@ -58,17 +87,120 @@ class PythonShare:
         )
 
 
+def alpha_window_mask(
+    steps: Sequence[float] | np.ndarray,
+    *,
+    run_steps: float | None = None,
+    fractions: tuple[float, float] = PAPER_ALPHA_WINDOW,
+    init_steps: tuple[float, float] | None = None,
+    min_points: int = 5,
+    max_fraction: float = 0.05,
+) -> np.ndarray:
+    """The logged steps whose mean loss is alpha (Eq.2); a boolean mask over ``steps``.
+
+    The window is ``fractions`` of the run (``run_steps``, default the last logged step); the
+    default is the paper's steps 90-100 of 50,000. When it holds fewer than ``min_points`` logged
+    steps it is widened to the right up to the ``min_points``-th logged step, never past
+    ``max_fraction`` of the run. ``init_steps`` is an absolute window instead (not widened).
+    Raises ``ValueError`` when the window reaches past ``max_fraction`` of the run (alpha must be
+    the loss at the START of the continual run) or holds fewer than 2 logged steps.
+    """
+    s = np.asarray(steps, dtype=float)
+    if s.ndim != 1 or s.size == 0:
+        raise ValueError("alpha_window: steps must be a non-empty 1-D array")
+    total = float(run_steps) if run_steps is not None else float(s.max())
+    if not (math.isfinite(total) and total > 0):
+        raise ValueError(f"run_steps must be positive, got {run_steps!r} (last logged step {s.max():g})")
+    if not 0 < max_fraction < 1:
+        raise ValueError(f"max_fraction must be in (0, 1), got {max_fraction}")
+    if min_points < 2:
+        raise ValueError(f"min_points must be >= 2 (alpha averages several steps), got {min_points}")
+    cap = max_fraction * total
+    if init_steps is not None:
+        lo, hi = (float(x) for x in init_steps)
+        if not lo <= hi:
+            raise ValueError(f"init_steps must be (low, high) with low <= high, got {init_steps}")
+        if hi > cap:
+            raise ValueError(
+                f"init_steps={tuple(init_steps)} ends at {hi / total:.0%} of the {total:g}-step run; alpha (Eq.2) is "
+                f"the loss at the start of the continual run (the paper: steps 90-100 of {PAPER_RUN_STEPS:,}, i.e. "
+                f"0.18%-0.2%), so the window must end within the first {max_fraction:.0%} (step {cap:g}); "
+                "give alpha_window fractions instead"
+            )
+        mask = (s >= lo) & (s <= hi)
+        if mask.sum() < 2:
+            raise ValueError(
+                f"{int(mask.sum())} logged step(s) in init_steps={tuple(init_steps)} (logged steps {s.min():g}.."
+                f"{s.max():g}); alpha (Eq.2) needs the loss averaged over at least 2 early steps"
+            )
+        return mask
+    f_lo, f_hi = fractions
+    if not 0 <= f_lo <= f_hi < 1:
+        raise ValueError(f"alpha_window fractions must satisfy 0 <= low <= high < 1, got {fractions}")
+    if f_hi > max_fraction:
+        raise ValueError(f"alpha_window={fractions} ends past {max_fraction:.0%} of the run; alpha (Eq.2) is the "
+                         "loss at the start of the continual run (the paper: 0.18%-0.2%)")
+    lo, hi = f_lo * total, f_hi * total
+    mask = (s >= lo) & (s <= hi)
+    if mask.sum() < min_points:
+        later = np.sort(s[(s >= lo) & (s <= cap)])
+        hi = later[min(min_points, later.size) - 1] if later.size else hi
+        mask = (s >= lo) & (s <= hi)
+    if mask.sum() < 2:
+        raise ValueError(
+            f"only {int(mask.sum())} logged step(s) in the first {max_fraction:.0%} of the {total:g}-step run "
+            f"(steps {lo:g}..{cap:g}); alpha (Eq.2) needs the loss averaged over at least 2 early steps: log the "
+            "target-language loss more often early in the run (e.g. log-spaced snapshots, val.jsonl) or use the "
+            "training loss"
+        )
+    return mask
+
+
+def loss_noise(steps: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndarray, *,
+               skip_fraction: float = 0.1) -> float:
+    """Standard deviation of the point-to-point noise of a loss curve (robust pseudo-residuals).
+
+    Each interior point is compared with the straight line through its two neighbours (Gasser,
+    Sroka & Jennen-Steinmetz 1986, for unequal spacing); the median of the squared, variance-
+    normalised pseudo-residuals over the median of chi^2_1 estimates sigma^2. The steep start of
+    the run bends between sparse logged points and would inflate it: pseudo-residuals of the first
+    ``skip_fraction`` of the steps are left out when at least 5 remain. Needs at least 3 points.
+    """
+    s = np.asarray(steps, dtype=float)
+    l = np.asarray(losses, dtype=float)
+    order = np.argsort(s, kind="stable")
+    s, l = s[order], l[order]
+    if s.size < 3:
+        raise ValueError(f"the loss noise needs at least 3 logged points, got {s.size}")
+    gap = s[2:] - s[:-2]
+    ok = gap > 0
+    w = np.where(ok, (s[1:-1] - s[:-2]) / np.where(ok, gap, 1.0), 0.5)
+    resid = l[1:-1] - ((1 - w) * l[:-2] + w * l[2:])
+    norm = resid**2 / (1 + w**2 + (1 - w) ** 2)
+    late = ok & (s[:-2] >= s[0] + skip_fraction * (s[-1] - s[0]))
+    use = late if late.sum() >= 5 else ok
+    return float(math.sqrt(np.median(norm[use]) / 0.454936423119572)) if use.any() else 0.0
+
+
 def python_share_from_loss(
     steps: Sequence[float] | np.ndarray,
     losses: Sequence[float] | np.ndarray,
     *,
-    init_steps: tuple[int, int] = (90, 100),
+    run_steps: float | None = None,
+    alpha_window: tuple[float, float] = PAPER_ALPHA_WINDOW,
+    init_steps: tuple[float, float] | None = None,
+    alpha_points: int = 5,
+    max_alpha_fraction: float = 0.05,
+    smooth: int = 1,
 ) -> PythonShare:
-    """Eq.2 on a continual run's loss curve (the loss on the NEW-language data).
+    """Eq.2 on a continual run's loss curve (the loss on the NEW language's data).
 
-    ``alpha`` is the mean loss over steps ``init_steps[0] <= step <= init_steps[1]`` and ``beta``
-    the lowest loss of the run. Raises ``ValueError`` when no step falls in ``init_steps`` or when
-    alpha <= beta (a curve that never improves has no Python-to-target transition to measure).
+    ``alpha`` is the mean logged loss over the early window (:func:`alpha_window_mask`: fractions of the
+    run, the paper's 0.18%-0.2% by default, widened to ``alpha_points`` logged steps within the first
+    ``max_alpha_fraction``; or the absolute ``init_steps``). ``smooth > 1`` replaces the loss by its
+    centred sliding mean over ``smooth`` logged points (for a noisy training loss) before beta and
+    the shares are read; alpha always averages the logged values. ``beta`` is the lowest point of
+    that curve. Raises ``ValueError`` for a late or empty window and when alpha <= beta.
     """
     s = np.asarray(steps, dtype=float)
     l = np.asarray(losses, dtype=float)
@@ -79,26 +211,25 @@ def python_share_from_loss(
     if not np.all(np.isfinite(l)):
         bad = s[~np.isfinite(l)]
         raise ValueError(f"loss is not finite at step(s) {bad[:5].tolist()}")
-    lo, hi = init_steps
-    if lo > hi:
-        raise ValueError(f"init_steps must be (low, high) with low <= high, got {init_steps}")
+    if smooth < 1:
+        raise ValueError(f"smooth must be >= 1, got {smooth}")
     order = np.argsort(s, kind="stable")
     s, l = s[order], l[order]
-    window = (s >= lo) & (s <= hi)
-    if not window.any():
-        raise ValueError(
-            f"no logged step in init_steps={init_steps} (logged steps {s.min():g}..{s.max():g}); "
-            "alpha (Eq.2) needs the loss early in the continual run"
-        )
-    alpha = float(l[window].mean())
-    beta = float(l.min())
+    total = float(run_steps) if run_steps is not None else float(s.max())
+    mask = alpha_window_mask(s, run_steps=total, fractions=alpha_window, init_steps=init_steps,
+                             min_points=alpha_points, max_fraction=max_alpha_fraction)
+    curve = sliding_mean(l, window=smooth) if smooth > 1 else l.copy()
+    alpha = float(l[mask].mean())
+    beta = float(curve.min())
     if not alpha > beta:
-        raise ValueError(f"alpha={alpha:g} (mean loss over steps {lo}-{hi}) is not above beta={beta:g} (lowest loss)")
-    raw = (l - beta) / (alpha - beta)
+        raise ValueError(f"alpha={alpha:g} (mean loss over steps {s[mask].min():g}-{s[mask].max():g}) is not above "
+                         f"beta={beta:g} (lowest loss): the loss never falls below its start")
+    raw = (curve - beta) / (alpha - beta)
     share = np.clip(raw, 0.0, 1.0)
     return PythonShare(
-        steps=s, losses=l, alpha=alpha, beta=beta, raw=raw, share=share,
-        clipped=(raw < 0.0) | (raw > 1.0), init_steps=(int(lo), int(hi)),
+        steps=s, losses=curve, alpha=alpha, beta=beta, raw=raw, share=share,
+        clipped=(raw < 0.0) | (raw > 1.0), logged=l, alpha_steps=s[mask],
+        window=(float(s[mask].min()), float(s[mask].max())), run_steps=total, smooth=int(smooth),
     )
 
 
@@ -201,7 +332,16 @@ def parse_tokens(text: str | float | int) -> float:
 
 
 def sliding_mean(values, *, window: int = 5) -> np.ndarray:
-    """Centred sliding mean of width ``window`` (edges average the points available)."""
+    """Centred sliding mean of width ``window`` along the last axis (edges average the points
+    available; an even width reaches one point further left, like pandas' centred rolling)."""
     if window < 1:
         raise ValueError(f"window must be >= 1, got {window}")
-    return pd.Series(np.asarray(values, dtype=float)).rolling(window, center=True, min_periods=1).mean().to_numpy()
+    x = np.asarray(values, dtype=float)
+    n = x.shape[-1]
+    if window == 1 or n == 0:
+        return x.copy()
+    left, right = window // 2, (window - 1) // 2
+    csum = np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)
+    idx = np.arange(n)
+    lo, hi = np.maximum(idx - left, 0), np.minimum(idx + right, n - 1) + 1
+    return (csum[..., hi] - csum[..., lo]) / (hi - lo)
