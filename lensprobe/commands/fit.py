@@ -44,9 +44,20 @@ def register(subparsers) -> None:
     r.add_argument("--target", help="the new language (default: the sweep's single non-Python language)")
     r.add_argument("--probe", help="probe name when several probes report the metric")
     r.add_argument("--window", type=int, default=5, help="sliding-mean width (default 5, as the paper)")
-    r.add_argument("--init-steps", type=int, nargs=2, default=(90, 100), metavar=("LO", "HI"),
-                   help="steps whose mean loss is alpha in Eq.2 (default 90 100)")
-    r.add_argument("--loss-source", choices=("auto", "train", "val", "total"), default="auto")
+    r.add_argument("--alpha-window", type=float, nargs=2, default=(0.0018, 0.002), metavar=("LO", "HI"),
+                   help="alpha (Eq.2) averages the loss over these fractions of the run, widened to a few logged "
+                        "steps (default 0.0018 0.002: the paper's steps 90-100 of 50,000)")
+    r.add_argument("--init-steps", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                   help="an absolute alpha window in steps instead (must end within the first 5%% of the run)")
+    r.add_argument("--loss-source", choices=("auto", "train", "val", "total"), default="auto",
+                   help="auto: the held-out val.jsonl loss, else the smoothed training loss of the target")
+    r.add_argument("--loss-smooth", type=int, default=None,
+                   help="sliding-mean width for the loss in logged points (default: 1 for val, ~2%% of points for train)")
+    r.add_argument("--identifiers", help="comma-separated splits/items entering the performance curve "
+                                         "(e.g. python_only,shared keeps Babel items 'python_only:*', 'shared:*')")
+    r.add_argument("--resample", choices=("auto", "items", "seeds", "none"), default="auto",
+                   help="units of the bootstrap; 'none' takes the best checkpoint as known (loss noise only)")
+    r.add_argument("--confidence", type=float, default=0.9)
     r.add_argument("--n-boot", type=int, default=1000)
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", help="write the mixture file here")
@@ -112,7 +123,11 @@ def _recommend(args) -> int:
     from lensprobe.fit.runs import load_run
 
     common = dict(metric=args.metric, eta_python=args.eta_python, window=args.window, probe=args.probe,
-                  init_steps=tuple(args.init_steps), loss_source=args.loss_source, n_boot=args.n_boot, seed=args.seed)
+                  alpha_window=tuple(args.alpha_window),
+                  init_steps=tuple(args.init_steps) if args.init_steps is not None else None,
+                  loss_source=args.loss_source, loss_smooth=args.loss_smooth, resample=args.resample,
+                  identifiers=[x.strip() for x in args.identifiers.split(",") if x.strip()] if args.identifiers else None,
+                  confidence=args.confidence, n_boot=args.n_boot, seed=args.seed)
     if args.run:
         if args.sweep:
             raise ValueError("give either a SWEEP table or --run LANG=RUN_DIR options, not both")
@@ -142,6 +157,9 @@ def _recommend(args) -> int:
         cols = ["target", "best_step", "best_value", "loss_at_best", "share", "share_low", "share_high", "tokens",
                 "tokens_low", "tokens_high"]
         print(table[cols].to_string(index=False))
+        for r in result.recommendations.values():
+            print(f"{r.target}: {r.confidence:.0%} interval over {r.resampled}; loss {r.loss_source}; "
+                  f"candidate best steps {', '.join(f'{x:g}' for x in r.candidates)}")
         print("tokens:", result.tokens)
     if args.out:
         result.write(args.out, source="lensprobe fit recommend")

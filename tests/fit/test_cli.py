@@ -78,3 +78,26 @@ def test_law_and_allocate_commands(tmp_path, capsys):
     assert tokens["python"] == 4_000_000_000 and sum(tokens.values()) == 10_000_000_000
     assert tokens["php"] <= mix.php.max() * 1e10 + 1
     assert main(["fit", "law", str(tmp_path / "nope.csv"), "--law", "chinchilla", "--x", "N,D"]) == 2
+
+
+def test_recommend_alpha_window_resample_and_identifiers(tmp_path, capsys):
+    from lensprobe.fit.synthetic import synthetic_babel_run
+
+    run, _ = synthetic_babel_run(2)
+    d = tmp_path / "php"
+    (d / "results").mkdir(parents=True)
+    run.sweep.to_parquet(d / "results" / "part-0.parquet", index=False)
+    run.loss_log.to_json(d / "loss.jsonl", orient="records", lines=True)
+    run.val_log.to_json(d / "val.jsonl", orient="records", lines=True)
+    (d / "run.json").write_text(json.dumps({"total_steps": 600}))
+    base = ["fit", "recommend", str(d), "--metric", "line_acc", "--eta-python", "5M", "--n-boot", "100"]
+    # the paper's absolute steps 90-100 sit at 15%-17% of this 600-step run: refused, naming the fix
+    assert main(base + ["--init-steps", "90", "100"]) == 2
+    assert "ends at 17% of the 600-step run" in capsys.readouterr().err
+    assert main(base + ["--identifiers", "python_only", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)["recommendations"][0]
+    only = recommend_tokens(load_run(d), metric="line_acc", eta_python=5e6, n_boot=100, identifiers=["python_only"])
+    assert data["n_units"] == 20 and data["share"] == pytest.approx(only.share)
+    assert data["loss_source"].startswith("val.jsonl") and data["alpha_first_step"] == 2
+    assert main(base + ["--resample", "none"]) == 0
+    assert "nothing resampled" in capsys.readouterr().out
