@@ -80,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         results = detect_stages_from_table(
             table, metric=args.metric, probe=args.probe, identifier=args.identifier, languages=args.language,
             higher_is_better=not args.lower_is_better, support_metrics=support or None, interval_bounds=bounds,
-            window=args.window, min_effect=args.min_effect, n_boot=args.n_boot, seed=args.seed)
+            window=args.window, min_effect=args.min_effect, min_abs_effect=args.min_abs_effect,
+            max_autocorr=args.max_autocorr, n_boot=args.n_boot, seed=args.seed)
     except ValueError as exc:
         return _error(f"{out_dir}: {exc}")
     for res in results.values():
@@ -108,6 +109,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--window", type=int, default=5, help="smoothing window (default 5, as the paper)")
     p.add_argument("--min-effect", type=float, default=3.0,
                    help="a rise/decline counts above this many standard errors (default 3)")
+    p.add_argument("--min-abs-effect", type=float, default=None,
+                   help="a rise/decline must also be at least this large in the metric's units "
+                        "(default 0.10 for a metric on a 0-1 scale, else 0)")
+    p.add_argument("--max-autocorr", type=float, default=0.2,
+                   help="residual lag-1 autocorrelation from which the noise counts as persistent (default 0.2)")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicas for confidences (0: none)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-interval", action="store_true", help="ignore <metric>_lo/_hi rows; estimate the noise")

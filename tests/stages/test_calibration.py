@@ -191,3 +191,27 @@ def test_bootstrap_is_stationary_block_and_reproducible():
 def test_bad_options(kwargs, needle):
     with pytest.raises(ValueError, match=needle):
         detect_stages(np.arange(10.0), np.arange(10.0) / 10, **kwargs)
+
+
+def test_cli_passes_the_minimum_absolute_effect(tmp_path, capsys):
+    import json
+
+    import pandas as pd
+
+    from lensprobe.cli import main
+
+    t = np.arange(30.0)
+    y = np.interp(t, [0, 10, 20, 29], [0.40, 0.46, 0.41, 0.41]) + np.random.default_rng(9800).normal(0, 0.002, 30)
+    table = pd.DataFrame(dict(step=t * 10, checkpoint=[f"checkpoint-{int(s * 10)}" for s in t], probe="babel",
+                              language="php", identifier="python_only", layer=None, metric="line_acc", value=y, n=40))
+    (tmp_path / "results").mkdir()
+    for name, g in table.groupby("checkpoint"):
+        g.to_parquet(tmp_path / "results" / f"{name}.parquet", index=False)
+    argv = ["stages", str(tmp_path), "--metric", "line_acc", "--n-boot", "0"]
+    assert main(argv) == 0
+    assert json.loads((tmp_path / "stages.json").read_text())["php"]["stages"] == []
+    assert main(argv + ["--min-abs-effect", "0.02"]) == 0
+    got = json.loads((tmp_path / "stages.json").read_text())["php"]
+    assert [s["name"] for s in got["stages"]] == ["translation", "transition", "stabilization"]
+    assert got["evidence"]["min_abs_effect"] == 0.02
+    capsys.readouterr()
