@@ -125,15 +125,25 @@ def plot_performance(table: pd.DataFrame, *, metric: str = "line_acc", probe: st
     return fig
 
 
+#: points of the working-language figure resting on fewer prompts than this are drawn hollow
+FEW_PROMPTS = 10
+
+
 def plot_working_language(table: pd.DataFrame, *, metric: str = "eq1_python_share",
                           probe: str | None = "working_language", languages: Sequence[str] | None = None,
                           by_identifier: bool = False, stages: Mapping[str, Any] | None = None,
-                          ax: plt.Axes | None = None) -> plt.Figure:
+                          few: int = FEW_PROMPTS, ax: plt.Axes | None = None) -> plt.Figure:
     """The working-language share (Eq.1) over steps: one line per target language (or identifier).
 
     Per language the suite-level rows (``identifier`` empty: Eq.1 over all identifiers' prompts)
-    are drawn; ``by_identifier`` draws the per-identifier rows instead.
+    are drawn; ``by_identifier`` draws the per-identifier rows instead (and Babel suites' pooled
+    ``<split>:*`` rows). A point's ``n`` is the number of prompts its share rests on (summed over
+    the finite rows averaged into it, e.g. seeds): points with ``n < few`` are hollow and labelled
+    ``n=…``; a share with no prompt kept is NaN: a gap in the line, an ``x`` on the axis
+    (docs/suites.md).
     """
+    if isinstance(few, bool) or not isinstance(few, int) or few < 0:
+        raise ValueError(f"few must be a non-negative int, got {few!r}")
     sel = _require(table, "plot_working_language", metric=metric, probe=probe, language=languages)
     sel = sel[sel["layer"].isna()] if sel["layer"].isna().any() else sel
     pooled = sel["identifier"].isna()
@@ -145,14 +155,41 @@ def plot_working_language(table: pd.DataFrame, *, metric: str = "eq1_python_shar
     if stages and len(stages) == 1:
         shade_stages(ax, next(iter(stages.values())))
     hue = "identifier" if by_identifier else "language"
-    d = sel.groupby([hue, "step"])["value"].mean().reset_index()
-    sns.lineplot(data=d, x="step", y="value", hue=hue, marker="o", ax=ax)
+    n = pd.to_numeric(sel["n"], errors="coerce").astype(float) if "n" in sel else np.nan
+    sel = sel.assign(n=np.where(sel["value"].notna(), n, 0.0))  # prompts behind the finite values
+    d = sel.groupby([hue, "step"]).agg(value=("value", "mean"), n=("n", "sum")).reset_index()
+    keys = sorted(d[hue].unique(), key=str)
+    palette = dict(zip(keys, sns.color_palette("tab10", n_colors=max(len(keys), 1))))
+    n_few = n_none = 0
+    for key in keys:
+        g = d[d[hue] == key].sort_values("step")
+        ax.plot(g["step"], g["value"], "-o", ms=4, color=palette[key], label=str(key))
+        weak = g[(g["n"] < few) & g["value"].notna()]
+        n_few += len(weak)
+        ax.scatter(weak["step"], weak["value"], s=22, facecolors="white", edgecolors=palette[key], zorder=3)
+        for x, y, n in zip(weak["step"], weak["value"], weak["n"]):
+            ax.annotate(f"n={int(n)}", (x, y), xytext=(0, 5), textcoords="offset points", ha="center",
+                        fontsize=6, color=palette[key])
+        empty = g[g["value"].isna()]  # no prompt kept: a gap in the line, an x on the axis
+        n_none += len(empty)
+        ax.scatter(empty["step"], np.full(len(empty), 0.01), marker="x", s=18, color=palette[key],
+                   transform=ax.get_xaxis_transform(), clip_on=False, zorder=3)
     ax.axhline(0.5, color="grey", lw=0.8, ls=":")
     _xscale(ax, d["step"])
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("training step")
     ax.set_ylabel(metric)
     ax.set_title("working language (logit lens): " + metric)
+    from matplotlib.lines import Line2D
+
+    handles, labels = ax.get_legend_handles_labels()
+    if n_few:
+        handles.append(Line2D([], [], ls="", marker="o", ms=4, mfc="white", mec="grey"))
+        labels.append(f"n < {few} prompts")
+    if n_none:
+        handles.append(Line2D([], [], ls="", marker="x", ms=4, color="grey"))
+        labels.append("no prompt kept (NaN)")
+    ax.legend(handles, labels, title=hue, fontsize=7)
     fig.tight_layout()
     return fig
 
