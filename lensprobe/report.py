@@ -61,7 +61,10 @@ def _stages_section(run_dir: Path) -> str:
     if not path.exists():
         return "<p class='muted'>No stage detection was run (stages.json missing).</p>"
     data = json.loads(path.read_text())
-    parts = []
+    parts = ["<p class='muted'>A stage's confidence is the share of bootstrap replicas of the curve (its residuals "
+             "resampled in blocks, or its seeds resampled) in which the detector finds the same stage with both "
+             "boundaries within one smoothing window: how stable the stage is under the curve's own noise, not the "
+             "probability that it is real.</p>"]
     for lang, res in data.items():
         rows = [{"stage": s["name"], "start step": s["start_step"], "end step": s["end_step"],
                  "confidence": (res.get("confidence") or {}).get(s["name"])} for s in res.get("stages", [])]

@@ -128,3 +128,13 @@ def test_bad_arguments():
         detect_stages(STEPS, STEPS[:-1])
     few = detect_stages([1, 2], [0.1, 0.2])
     assert few.stages == [] and "too few points" in few.notes[0]
+
+
+def test_report_says_what_a_confidence_means(tmp_path):
+    from lensprobe.report import write_report
+
+    res = detect_stages(STEPS, planted_three_stage(STEPS, np.random.default_rng(6)), n_boot=20, language="php")
+    (tmp_path / "stages.json").write_text(json.dumps({"php": res.to_dict()}))
+    page = write_report(tmp_path).read_text()
+    stages_part = page[page.index("<h2>Stages</h2>"):]
+    assert "confidence is the share of bootstrap replicas" in stages_part and "not the probability" in stages_part
