@@ -1,7 +1,7 @@
 """``lensprobe sweep``: run probes over every checkpoint of a run into one resumable parquet table.
 
     lensprobe sweep runs/continual-php --out sweeps/php \\
-        --probe working_language:suite=php,filter_generated=true \\
+        --probe working_language:suite=php,prompts=generated+all \\
         --probe lape:languages=python+php,inputs=suite,tokens_per_language=20000 \\
         --probe babel:splits=runs/babel/splits.json,languages=python+php,execute=false
 
