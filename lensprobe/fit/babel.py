@@ -156,30 +156,47 @@ def alpha_window_mask(
     return mask
 
 
+def _pseudo_residuals(s: np.ndarray, l: np.ndarray, half: int) -> tuple[np.ndarray, np.ndarray]:
+    """(squared pseudo-residuals / their variance factor, first neighbour's step) of every point with
+    ``half`` logged neighbours on each side: the point minus the polynomial through its neighbours
+    (degree 2*half - 1), evaluated at the point (Lagrange weights c; variance sigma^2 (1 + sum c^2))."""
+    n = s.size
+    centre = np.arange(half, n - half)
+    offsets = [o for o in range(-half, half + 1) if o != 0]
+    xs = np.stack([s[centre + o] for o in offsets], axis=1)            # (points, 2*half)
+    x0 = s[centre][:, None]
+    coef = np.ones_like(xs)
+    for j in range(xs.shape[1]):
+        for k in range(xs.shape[1]):
+            if k != j:
+                coef[:, j] *= (x0[:, 0] - xs[:, k]) / (xs[:, j] - xs[:, k])
+    ys = np.stack([l[centre + o] for o in offsets], axis=1)
+    resid = l[centre] - (coef * ys).sum(axis=1)
+    return resid**2 / (1 + (coef**2).sum(axis=1)), s[centre - half]
+
+
 def loss_noise(steps: Sequence[float] | np.ndarray, losses: Sequence[float] | np.ndarray, *,
                skip_fraction: float = 0.1) -> float:
     """Standard deviation of the point-to-point noise of a loss curve (robust pseudo-residuals).
 
-    Each interior point is compared with the straight line through its two neighbours (Gasser,
-    Sroka & Jennen-Steinmetz 1986, for unequal spacing); the median of the squared, variance-
-    normalised pseudo-residuals over the median of chi^2_1 estimates sigma^2. The steep start of
-    the run bends between sparse logged points and would inflate it: pseudo-residuals of the first
-    ``skip_fraction`` of the steps are left out when at least 5 remain. Needs at least 3 points.
+    Each point is compared with the cubic through its two logged neighbours on each side (the line
+    through one on each side when fewer than 5 points are logged), weighted for unequal spacing
+    (difference-based variance estimation, after Gasser, Sroka & Jennen-Steinmetz 1986); the median
+    of the squared, variance-normalised pseudo-residuals over the median of chi^2_1 estimates
+    sigma^2. The steep start of a run bends between sparse logged points: pseudo-residuals reaching
+    into the first ``skip_fraction`` of the steps are left out when at least 5 others remain.
+    Remaining curvature inflates the estimate (conservative). Needs at least 3 distinct steps.
     """
     s = np.asarray(steps, dtype=float)
     l = np.asarray(losses, dtype=float)
     order = np.argsort(s, kind="stable")
     s, l = s[order], l[order]
-    if s.size < 3:
-        raise ValueError(f"the loss noise needs at least 3 logged points, got {s.size}")
-    gap = s[2:] - s[:-2]
-    ok = gap > 0
-    w = np.where(ok, (s[1:-1] - s[:-2]) / np.where(ok, gap, 1.0), 0.5)
-    resid = l[1:-1] - ((1 - w) * l[:-2] + w * l[2:])
-    norm = resid**2 / (1 + w**2 + (1 - w) ** 2)
-    late = ok & (s[:-2] >= s[0] + skip_fraction * (s[-1] - s[0]))
-    use = late if late.sum() >= 5 else ok
-    return float(math.sqrt(np.median(norm[use]) / 0.454936423119572)) if use.any() else 0.0
+    if s.size < 3 or np.unique(s).size != s.size:
+        raise ValueError(f"the loss noise needs at least 3 logged points at distinct steps, got steps {s[:6].tolist()}")
+    norm, first = _pseudo_residuals(s, l, 2 if s.size >= 5 else 1)
+    late = first >= s[0] + skip_fraction * (s[-1] - s[0])
+    use = late if late.sum() >= 5 else np.ones(norm.size, dtype=bool)
+    return float(math.sqrt(np.median(norm[use]) / 0.454936423119572))
 
 
 def python_share_from_loss(
