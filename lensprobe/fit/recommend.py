@@ -379,15 +379,21 @@ def recommend_tokens(
                         higher_is_better=higher_is_better, resample=do_resample, n_boot=n_boot,
                         confidence=confidence, seed=seed)
     steps, idx = res.steps, res.best
+    s_lo, s_hi = res.interval
+    t_lo, t_hi = _tokens_or_inf(eta_py, s_hi), _tokens_or_inf(eta_py, s_lo)
     try:
         tokens = tokens_for_share(eta_py, res.share)
     except NoFiniteTokens as exc:
+        at_end = idx == len(steps) - 1
         raise NoFiniteTokens(
             f"{run.name!r}: the best {metric!r} checkpoint (step {steps[idx]:g}) is at the run's lowest "
-            f"{run.target} loss, so Eq.2 gives share 0 and Algorithm 1 has no finite answer ({exc})"
+            f"{run.target} loss ({loss.source}), so Eq.2 gives share 0 and Algorithm 1 has no finite answer ({exc})"
+            + ("; performance is still highest at the last checkpoint: the run is too short to show the decline "
+               "Algorithm 1 locates" if at_end else "")
+            + f"; {confidence:.0%} interval on the share [{s_lo:.3g}, {s_hi:.3g}]"
+            + (f", i.e. at least {t_lo:.3g} {run.target} tokens for {eta_py:.3g} Python tokens" if math.isfinite(t_lo)
+               else "")
         ) from None
-    s_lo, s_hi = res.interval
-    t_lo, t_hi = _tokens_or_inf(eta_py, s_hi), _tokens_or_inf(eta_py, s_lo)
     noun = {"items": "items", "seeds": "runs (seeds)", "seeds/items": "runs (seeds), then items within each run",
             "aggregate": "nothing"}[kind if do_resample else "aggregate"]
     resampled = (f"{res.n_units} {kind} ({noun} resampled {n_boot}x for the best checkpoint)" if do_resample else

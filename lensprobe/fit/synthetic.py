@@ -19,7 +19,8 @@ from lensprobe._io import atomic_write_text
 
 from .runs import BabelRun
 
-__all__ = ["synthetic_continual_run", "write_run_dir", "babel_like_arrays", "synthetic_babel_run", "SyntheticTruth"]
+__all__ = ["synthetic_continual_run", "write_run_dir", "babel_like_arrays", "synthetic_babel_run", "SyntheticTruth",
+           "algorithm1_coverage", "CoverageResult"]
 
 
 def synthetic_continual_run(
@@ -187,3 +188,74 @@ def synthetic_babel_run(seed: int = 0, *, target: str = "php", **kwargs) -> tupl
     run = BabelRun(sweep=pd.DataFrame(rows), loss_log=loss_log, val_log=val_log, target=target, name="synthetic",
                    total_steps=total)
     return run, arrays
+
+
+@dataclass(frozen=True)
+class CoverageResult:
+    """How often Algorithm 1's interval held the true share over generated runs."""
+
+    source: str
+    n_rep: int
+    coverage: float
+    estimate_inside: float
+    median_width: float
+    bias: float
+    rmse: float
+    truth: float
+    true_best_step: float
+    mean_candidates: float
+    settings: dict
+
+    def to_dataframe(self) -> pd.DataFrame:
+        row = {k: getattr(self, k) for k in ("source", "n_rep", "coverage", "estimate_inside", "median_width",
+                                             "bias", "rmse", "truth", "true_best_step", "mean_candidates")}
+        row.update(self.settings)
+        return pd.DataFrame([row])
+
+    def __str__(self) -> str:
+        return (f"{self.source}: coverage {self.coverage:.3f} over {self.n_rep} runs (estimate inside "
+                f"{self.estimate_inside:.3f}), median width {self.median_width:.3f}, bias {self.bias:+.4f}, "
+                f"rmse {self.rmse:.4f}, true share {self.truth:.3f} at step {self.true_best_step:g}, "
+                f"{self.mean_candidates:.1f} candidate checkpoints on average")
+
+
+def algorithm1_coverage(n_rep: int = 300, *, source: str = "val", n_boot: int = 300, confidence: float = 0.9,
+                        seed: int = 0, **kwargs) -> CoverageResult:
+    """Run Algorithm 1 (:func:`~lensprobe.fit.recommend.share_at_best`, defaults as
+    :func:`~lensprobe.fit.recommend.recommend_tokens`) on ``n_rep`` runs of :func:`babel_like_arrays`
+    (``kwargs``) and count how often its interval holds the true share. ``source``: ``"val"``
+    (held-out loss at the checkpoints) or ``"train"`` (per-step training loss, smoothed)."""
+    from functools import partial
+
+    from .babel import alpha_window_mask
+    from .recommend import default_loss_smoothing, share_at_best
+
+    if source not in ("val", "train"):
+        raise ValueError(f"source must be 'val' or 'train', got {source!r}")
+    if n_rep < 1:
+        raise ValueError(f"n_rep must be >= 1, got {n_rep}")
+    total = kwargs.get("total_steps", 600)
+    mask = partial(alpha_window_mask, run_steps=total)
+    hit, inside, widths, errors, cands = 0, 0, [], [], []
+    truth = None
+    for r in range(n_rep):
+        a = babel_like_arrays(np.random.default_rng(seed + r), alpha_mask=mask, **kwargs)
+        if source == "val":
+            steps, loss, truth, smooth = a["val_steps"], a["val"], a["truth_val"], 1
+        else:
+            steps, loss, truth = a["train_steps"], a["train"], a["truth_train"]
+            smooth = default_loss_smoothing("train", steps.size)
+        res = share_at_best(a["steps"], a["values"], steps, loss, loss_smooth=smooth, run_steps=total, n_boot=n_boot,
+                            confidence=confidence, seed=seed + r)
+        lo, hi = res.interval
+        hit += lo <= truth.share <= hi
+        inside += lo <= res.share <= hi
+        widths.append(hi - lo)
+        errors.append(res.share - truth.share)
+        cands.append(int(res.candidates.sum()))
+    err = np.asarray(errors)
+    return CoverageResult(source=source, n_rep=n_rep, coverage=hit / n_rep, estimate_inside=inside / n_rep,
+                          median_width=float(np.median(widths)), bias=float(err.mean()),
+                          rmse=float(np.sqrt((err**2).mean())), truth=truth.share, true_best_step=truth.best_step,
+                          mean_candidates=float(np.mean(cands)),
+                          settings={"n_boot": n_boot, "confidence": confidence, "seed": seed, **kwargs})
