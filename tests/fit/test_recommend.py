@@ -269,3 +269,23 @@ def test_predicted_vs_actual_table():
     matplotlib.use("Agg")
     ax = res.plot()
     assert ax.get_xlabel().startswith("estimated share") and len(ax.collections) >= 3
+
+
+def test_several_runs_with_items_resample_runs_then_items():
+    parts, means = [], []
+    for seed in range(3):
+        r, _ = synthetic_babel_run(30 + seed)
+        sw = r.sweep.assign(run=f"seed{seed}")
+        if seed == 2:                                   # runs may carry different numbers of items
+            sw = sw[~sw.identifier.str.endswith(("_038", "_039"))]
+        parts.append(sw)
+        means.append(sw.groupby("step").value.mean())
+    run = BabelRun(sweep=pd.concat(parts, ignore_index=True), loss_log=r.loss_log, val_log=r.val_log, target="php",
+                   total_steps=600)
+    rec = recommend_tokens(run, metric="line_acc", eta_python=1, n_boot=300)
+    assert rec.units == "seeds/items" and rec.n_units == 118 and "runs (seeds), then items" in rec.resampled
+    mean = pd.concat(means, axis=1).mean(axis=1)           # runs weighted equally, then items
+    np.testing.assert_allclose(rec.curve.value, mean.to_numpy())
+    assert rec.best_step == mean.index[np.argmax(_rolling(mean.to_numpy(), 5))]
+    seeds = recommend_tokens(run, metric="line_acc", eta_python=1, n_boot=300, resample="seeds")
+    assert seeds.units == "seeds" and seeds.n_units == 3 and seeds.share == rec.share
