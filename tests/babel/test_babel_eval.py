@@ -99,3 +99,100 @@ def test_greedy_complete_equals_hf_generate_with_left_padding():
         ref = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), do_sample=False, max_new_tokens=12,
                              pad_token_id=0, eos_token_id=None)
         assert text == tok.decode(ref[0, ids.shape[1]:].tolist(), skip_special_tokens=True)
+
+
+def _independent_line_acc(generated_lines, reference_lines):
+    """Positional line accuracy written out (not lensprobe.babel.score_lines)."""
+    hits = 0
+    for i, ref in enumerate(reference_lines):
+        if i < len(generated_lines) and generated_lines[i].rstrip() == ref.rstrip():
+            hits += 1
+    return hits / len(reference_lines)
+
+
+@pytest.fixture(scope="module")
+def shifted_evaluation(splits):
+    """python_only completions write the *next* concept's body (cyclically), shared ones their own,
+    control ones nothing: the body prior then differs from line accuracy in a known way."""
+    items = babel_items(splits, languages=("python", "php"))
+    by_prompt = {it.prompt: it for it in items}
+    by_split = {}
+    for it in items:
+        by_split.setdefault((it.split, it.language), []).append(it)
+
+    def fake_complete(model, tokenizer, prompts, *, max_new_tokens, batch_size=32, language=None):
+        out = []
+        for p in prompts:
+            it = by_prompt[p]
+            group = by_split[(it.split, it.language)]
+            if it.split == "python_only":
+                out.append(canonical_completion(group[(group.index(it) + 1) % len(group)]))
+            elif it.split == "control":
+                out.append("\n")
+            else:
+                out.append(canonical_completion(it))
+        return out
+
+    class Tok:
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": list(range(len(text.split())))}
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(babel, "greedy_complete", fake_complete)
+    try:
+        ev = evaluate_babel(None, Tok(), splits, languages=("python", "php"), n_boot=200, execute=False)
+    finally:
+        mp.undo()
+    return ev, by_split
+
+
+def test_body_prior_matches_an_independent_computation(shifted_evaluation):
+    ev, by_split = shifted_evaluation
+    s = ev.summary().set_index(["split", "language", "metric"])
+    for (split, language), group in by_split.items():
+        refs = [list(render(it.concept, language).body) for it in group]
+        if split == "python_only":
+            gens = [refs[(i + 1) % len(refs)] for i in range(len(refs))]
+        elif split == "control":
+            gens = [[] for _ in refs]
+        else:
+            gens = refs
+        own = np.mean([_independent_line_acc(g, r) for g, r in zip(gens, refs)])
+        prior = np.mean([np.mean([_independent_line_acc(g, refs[j]) for j in range(len(refs)) if j != i])
+                         for i, g in enumerate(gens)])
+        assert s.loc[(split, language, "line_acc"), "value"] == pytest.approx(own)
+        assert s.loc[(split, language, "line_acc_prior"), "value"] == pytest.approx(prior)
+        lo, hi = s.loc[(split, language, "line_acc_prior"), ["lo", "hi"]]
+        assert lo <= prior + 1e-12 and prior <= hi + 1e-12
+    # shifted completions: each matches its neighbour fully, so the prior sees one full match in n-1
+    # references, while the own-line accuracy only gets the lines the two bodies share
+    assert s.loc[("python_only", "php", "line_acc_prior"), "value"] > s.loc[("python_only", "php", "line_acc"), "value"]
+    assert s.loc[("shared", "php", "line_acc"), "value"] == 1.0
+    assert s.loc[("shared", "php", "line_acc_prior"), "value"] < 1.0
+    assert s.loc[("control", "python", "line_acc_prior"), "value"] == 0.0
+
+
+def test_item_rows_agree_with_the_summary(shifted_evaluation, splits):
+    import pandas as pd
+
+    from lensprobe.babel import item_rows, summary_rows
+
+    ev, by_split = shifted_evaluation
+    table = pd.DataFrame(ev.rows())
+    items = item_rows(table)
+    summary = summary_rows(table)
+    assert len(summary) + len(items) == len(table)
+    assert set(summary["identifier"]) == {"shared", "python_only", "target_only", "control"}
+    assert (items["n"] == 1).all() and items["metric"].isin(["line_acc", "exact_match", "line_acc_prior"]).all()
+    assert not (table["metric"] == "pass@1").any()  # not executed: no pass@1 rows at all
+    for (split, language), group in by_split.items():
+        ids = {f"{split}:{it.concept.name}" for it in group}
+        got = items[(items["split"] == split) & (items["language"] == language)]
+        assert set(got["identifier"]) == ids
+        for metric in ("line_acc", "exact_match", "line_acc_prior"):
+            per_item = got[got["metric"] == metric]
+            assert len(per_item) == len(group)
+            row = summary[(summary["identifier"] == split) & (summary["language"] == language)
+                          & (summary["metric"] == metric)]
+            assert row["value"].item() == pytest.approx(per_item["value"].mean())
+            assert row["n"].item() == len(group)
