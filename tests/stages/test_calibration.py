@@ -172,6 +172,8 @@ def test_seed_standard_error_is_student_t_over_the_per_seed_contrasts():
     assert boot.evidence["bootstrap"]["method"] == "seeds" and min(boot.confidence.values()) >= 0.9
     with pytest.raises(ValueError, match="not both"):
         detect_stages(t, Y, interval=np.full(n, 0.02))
+    with pytest.raises(ValueError, match="not both"):
+        detect_stages(t, Y, noise=0.02)
 
 
 def test_bootstrap_is_stationary_block_and_reproducible():
