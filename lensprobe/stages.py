@@ -539,9 +539,10 @@ def _bootstrap_confidence(xs: np.ndarray, Y: np.ndarray, seg: dict[str, Any], st
 
     "Near" = within ``window // 2 + 1`` checkpoints (the resolution of the detector). One curve:
     the fitted shape plus a stationary bootstrap (Politis & Romano) of its residuals, scaled up
-    for the fitted parameters and to at least the noise the detector assumed, mean block length (1 + phi) / (1 - phi) for the AR(1)
-    coefficient used by the detector (2 to n / 4 checkpoints). Several seeds: the seeds are
-    resampled with replacement (replicas with fewer than two distinct seeds are skipped).
+    for the fitted parameters and to at least the noise the detector assumed; mean block length
+    (1 + phi) / (1 - phi) for the AR(1) coefficient the detector used (2 to n / 4 checkpoints).
+    Several seeds: the seeds are resampled with replacement (replicas with fewer than two
+    distinct seeds are skipped).
     """
     from arch.bootstrap import StationaryBootstrap
 
