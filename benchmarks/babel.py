@@ -11,7 +11,8 @@ half-width of the mean):
   body prior of python_only and control (completions scored against the other bodies of their
   split, docs/babel.md);
 * Python's own line accuracy on the python_only concepts (forgetting vs disconnect);
-* the lens Python share (Eq.1) on python_only and shared items;
+* the lens Python share (Eq.1) pooled over the python_only and shared items: on the prompts the
+  model generates (the paper's rule) with the number kept, on all prompts, and the mass variant;
 * the wall time and whether a decline (a transition stage) appeared.
 
     .venv/bin/python benchmarks/babel.py --out runs/babel-bench --seeds 3
@@ -55,13 +56,17 @@ def curves(table: pd.DataFrame) -> pd.DataFrame:
         out["php_po_minus_control"] = out["php_python_only"] - out["php_control"]
     if {"php_python_only", "php_python_only_prior"} <= set(out.columns):
         out["php_po_minus_prior"] = out["php_python_only"] - out["php_python_only_prior"]
-    # the lens Python share on the generated suite: Eq.1 counts (top-1 in either set) and the
-    # probability-mass variant (the one to read on a 4-layer model, where top-1 is rarely in either set)
-    wl = table[(table.probe == "working_language") & table.layer.isna()].copy()
-    wl["split"] = wl["identifier"].fillna("").str.split(":").str[0]
-    wl = wl[wl.split.isin(["python_only", "shared"])]
-    for metric, label in (("eq1_python_share", "lens_py"), ("eq1_mass_python_share", "lens_mass_py")):
-        lens = wl[wl.metric == metric].pivot_table(index=["run", "step"], columns="split", values="value")
+    # the lens Python share on the generated suite, pooled per split (rows `<split>:*`): Eq.1 counts
+    # (top-1 in either set) over the prompts the model generates (the paper's rule; n_lens_* = prompts
+    # kept, NaN share when none), over all prompts, and the probability-mass variant (docs/suites.md)
+    wl = table[(table.probe == "working_language") & table.layer.isna()
+               & table.identifier.isin(["python_only:*", "shared:*"])].copy()
+    wl["split"] = wl["identifier"].str.removesuffix(":*")
+    for metric, label, field in (("eq1_python_share", "lens_py", "value"), ("eq1_python_share", "n_lens", "n"),
+                                 ("eq1_python_share_all_prompts", "lens_py_all", "value"),
+                                 ("eq1_mass_python_share", "lens_mass_py", "value")):
+        sel = wl[wl.metric == metric].astype({field: float})
+        lens = sel.pivot_table(index=["run", "step"], columns="split", values=field, dropna=False)
         lens.columns = [f"{label}_{c}" for c in lens.columns]
         out = out.join(lens)
     return out.reset_index()

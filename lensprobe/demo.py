@@ -298,12 +298,14 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
         lape_inputs = LapeInputs.from_token_store(run_dir / "tokens", ["python", "php"], split="val",
                                                   tokens_per_language=s.lape_tokens)
         probes = [
-            WorkingLanguageProbe(str(suite_path), batch_size=64),
+            # Eq.1 on the prompts the model generates (the paper's rule) and, beside it, on all prompts
+            WorkingLanguageProbe(str(suite_path), batch_size=64, prompts=("generated", "all")),
             LapeProbe(lape_inputs),
             BabelProbe(splits, languages=("python", "php"), split_names=split_names, execute=s.execute,
                        n_boot=s.n_boot, limit=s.items_per_split),
         ]
-        commands.append(f"lensprobe sweep {run_dir} --out {out} --probe working_language:suite={suite_path} "
+        commands.append(f"lensprobe sweep {run_dir} --out {out} "
+                        f"--probe working_language:suite={suite_path},prompts=generated+all "
                         f"--probe lape:tokens={run_dir / 'tokens'} --probe babel:splits={split_files[seed]}")
         res = run_sweep(series, probes, out_dir=out, log=log)
         log(f"sweep {run_dir.name}: {len(res.computed)} computed, {len(res.skipped)} already done, "
@@ -322,8 +324,9 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
         "python_side_line_acc": py_perf,
         "php_control_line_acc": control,
         "php_body_prior_line_acc": prior,
+        # Eq.1 pooled over the python_only split's prompts that the model generates (NaN: none kept)
         "lens_python_share": support_curve(table, steps, probe="working_language", metric="eq1_python_share",
-                                           identifier_prefix="python_only"),
+                                           identifier_prefix="python_only:*"),
         "lape_python_neurons": support_curve(table, steps, probe="lape", metric="n_neurons", language="python"),
         "lape_php_neurons": support_curve(table, steps, probe="lape", metric="n_neurons", language="php"),
     }
