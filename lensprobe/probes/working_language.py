@@ -31,7 +31,8 @@ from lensprobe.probe import Batch, Probe
 from lensprobe.suites import Suite, SuiteItem, TokenSets, encode_text, load_suite
 
 __all__ = ["WorkingLanguageProbe", "working_language", "default_exclude_last", "metric_name", "METRICS",
-           "PROMPT_METRICS", "PROMPTS", "ALL_PROMPTS_SUFFIX", "TARGET", "PYTHON", "OTHER"]
+           "PROMPT_METRICS", "OTHER_METRICS", "PROMPTS", "ALL_PROMPTS_SUFFIX", "GROUP_SUFFIX", "TARGET", "PYTHON",
+           "OTHER"]
 
 #: added to the lens' ranks to report 1-based ranks (lensprobe.lens ranks are 0-based)
 _RANK_OFFSET = 1.0
@@ -58,7 +59,7 @@ PROMPT_METRICS: dict[str, str] = {
     "eq1_python_share": "Eq.1 share of Python: n_python / (n_target + n_python), layers 1..L-exclude_last",
     "eq1_mass_target_share": "probability-mass Eq.1: sum P(target set) / (sum P(target) + sum P(python))",
     "eq1_mass_python_share": "probability-mass Eq.1: sum P(python set) / (sum P(target) + sum P(python))",
-    "eq1_counted": "n_target + n_python: (prompt, layer) cells of the kept prompts whose top-1 is in either set",
+    "eq1_counted": "n_target + n_python: (prompt, layer) cells, over kept prompts, whose top-1 is in either set",
 }
 
 #: metrics that do not depend on the prompt set -> meaning
@@ -137,6 +138,9 @@ class _ItemRecord:
 
 class WorkingLanguageProbe(Probe):
     """Logit-lens working-language probe over an identifier suite (see module docstring).
+
+    Rows per identifier, per group (ids ``<group>:<rest>`` pooled as ``<group>:*``; Babel suites'
+    splits) and for the suite (``identifier`` None).
 
     Args:
         suite: a :class:`~lensprobe.suites.Suite` or anything :func:`~lensprobe.suites.load_suite` takes.
