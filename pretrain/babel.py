@@ -3,7 +3,10 @@
 Splits (seeded, disjoint): ``shared`` concepts are in both the Python and the target corpus;
 ``python_only`` ones only in Python (the analog of the paper's Python-specific subset);
 ``target_only`` ones only in one target language (its own knowledge, needed for the decline);
-``control`` ones are never trained (the guessing baseline).
+``control`` ones are never trained (the guessing baseline). All splits come from one pool of
+concepts with unique bodies in every language, dealt by a seeded permutation blocked on structure
+and redrawn until ``python_only`` and ``control`` match, so the two are exchangeable by
+construction (:func:`make_splits`, docs/babel.md "Splits").
 
 Stages (ARCHITECTURE section 11):
 
@@ -11,7 +14,8 @@ Stages (ARCHITECTURE section 11):
   comment, weights configurable), plus target-language *filler* (syntax without concepts) that the
   recipe mixes in at ~2%: half general programs of the embedded generator, half the target's
   pipeline idioms on throwaway functions (each generated once, so they carry syntax, not
-  knowledge; without them the continual run spends its first hundreds of steps on syntax);
+  knowledge; without them the continual run spends its first hundreds of steps on syntax); no
+  filler document contains a concept's name or body (:class:`ConceptScan`);
 * ``continual``: target documents with the shared and target-only concepts, plus the same Python
   documents as a small admixture (~5%).
 
