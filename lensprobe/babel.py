@@ -16,9 +16,10 @@ read the numbers"):
 * the ``control`` split (never trained, exchangeable with ``python_only`` by construction): what
   line accuracy a never-seen concept gets;
 * the *body prior* ``line_acc_prior``: the same completions scored against the bodies of the
-  *other* concepts of their split (mean over those references, per item): how much of a
-  completion's line accuracy any body of that split would earn, i.e. generic structure rather than
-  knowledge of the prompted concept.
+  *other* concepts of their split whose prompt has the same shape (same domain: a list ``xs`` or
+  a string ``s`` parameter, the only thing a header tells besides the nonsense name), averaged
+  per item: what line accuracy a completion earns against a body the prompt could not tell from
+  its own, i.e. generic structure rather than knowledge of the prompted concept.
 
 Python's accuracy on the Python-only split beside the target's tells "the target lost access"
 (target falls, Python holds) from "the model forgot" (both fall).
@@ -42,7 +43,7 @@ from pretrain.babel import SPLITS, BabelSplits
 from pretrain.concepts import Concept, checking_program, render
 
 METRICS = ("line_acc", "exact_match", "pass@1")
-#: the body prior: line accuracy of an item's completion against the other bodies of its split
+#: the body prior: line accuracy of an item's completion against the other same-domain bodies of its split
 PRIOR_METRIC = "line_acc_prior"
 ITEM_METRICS = (*METRICS, PRIOR_METRIC)
 
@@ -138,17 +139,28 @@ def score_lines(generated: Sequence[str], reference: Sequence[str]) -> tuple[flo
     return hits / len(ref), exact
 
 
-def body_prior(generated: Sequence[Sequence[str]], references: Sequence[Sequence[str]]) -> list[float]:
+def body_prior(generated: Sequence[Sequence[str]], references: Sequence[Sequence[str]], *,
+               groups: Sequence[Any] | None = None) -> list[float]:
     """Per item ``i``: the mean line accuracy of ``generated[i]`` against every *other* reference
-    ``references[j]``, ``j != i`` (NaN with fewer than two items). Items are one split in one
-    language; ``generated[i]`` answers the prompt of ``references[i]``."""
+    ``references[j]``, ``j != i``, of the same group (``groups[j] == groups[i]``; all items when
+    ``groups`` is None); NaN for an item without such a reference. Items are one split in one
+    language; ``generated[i]`` answers the prompt of ``references[i]``.
+
+    :func:`evaluate_babel` groups by concept domain: the header shows the parameter (``xs`` or
+    ``s``), so a completion of a string concept is only compared with other string bodies —
+    otherwise the prior would be lowered by references no completion of that prompt would aim at.
+    """
     if len(generated) != len(references):
         raise ValueError(f"{len(generated)} completions for {len(references)} references")
+    if groups is not None and len(groups) != len(references):
+        raise ValueError(f"{len(groups)} groups for {len(references)} references")
     n = len(references)
-    if n < 2:
-        return [float("nan")] * n
-    return [float(np.mean([score_lines(g, references[j])[0] for j in range(n) if j != i]))
-            for i, g in enumerate(generated)]
+    key = list(groups) if groups is not None else [None] * n
+    out = []
+    for i, g in enumerate(generated):
+        others = [j for j in range(n) if j != i and key[j] == key[i]]
+        out.append(float(np.mean([score_lines(g, references[j])[0] for j in others])) if others else float("nan"))
+    return out
 
 
 def bootstrap_interval(values: Sequence[float], *, n_boot: int = 1000, level: float = 0.95,
@@ -293,8 +305,8 @@ class BabelEvaluation:
 
     def summary(self) -> pd.DataFrame:
         """Mean, 95% bootstrap interval and item count per split x language x metric: ``line_acc``,
-        ``exact_match``, ``pass@1`` (where executed) and the body prior ``line_acc_prior`` (splits
-        with at least two items)."""
+        ``exact_match``, ``pass@1`` (where executed) and the body prior ``line_acc_prior`` (items
+        with another concept of the same domain in their split)."""
         rows = []
         metrics = [m for m in ITEM_METRICS if m in self.items.columns]
         for (split, language), g in self.items.groupby(["split", "language"], sort=True):
@@ -359,7 +371,8 @@ def evaluate_babel(model: torch.nn.Module, tokenizer: Any, splits: BabelSplits, 
     for i, it in enumerate(items):
         groups.setdefault((it.split, it.language), []).append(i)
     for idx in groups.values():
-        for i, v in zip(idx, body_prior([bodies[i] for i in idx], [items[i].reference for i in idx])):
+        for i, v in zip(idx, body_prior([bodies[i] for i in idx], [items[i].reference for i in idx],
+                                        groups=[items[i].concept.domain for i in idx])):
             prior[i] = v
     rows = []
     for it, comp, body, ok, pr in zip(items, completions, bodies, passed, prior):

@@ -1,4 +1,6 @@
 """Babel evaluation: body extraction, line accuracy, sandboxed pass@1, bootstrap summaries."""
+import collections
+
 import numpy as np
 import pytest
 
@@ -158,10 +160,16 @@ def test_body_prior_matches_an_independent_computation(shifted_evaluation):
         else:
             gens = refs
         own = np.mean([_independent_line_acc(g, r) for g, r in zip(gens, refs)])
-        prior = np.mean([np.mean([_independent_line_acc(g, refs[j]) for j in range(len(refs)) if j != i])
-                         for i, g in enumerate(gens)])
+        domains = [it.concept.domain for it in group]
+        per_item = []
+        for i, g in enumerate(gens):  # the other bodies of the split with the same domain (prompt shape)
+            others = [refs[j] for j in range(len(refs)) if j != i and domains[j] == domains[i]]
+            if others:
+                per_item.append(np.mean([_independent_line_acc(g, r) for r in others]))
+        prior = np.mean(per_item)
         assert s.loc[(split, language, "line_acc"), "value"] == pytest.approx(own)
         assert s.loc[(split, language, "line_acc_prior"), "value"] == pytest.approx(prior)
+        assert s.loc[(split, language, "line_acc_prior"), "n"] == len(per_item)
         lo, hi = s.loc[(split, language, "line_acc_prior"), ["lo", "hi"]]
         assert lo <= prior + 1e-12 and prior <= hi + 1e-12
     # shifted completions: each matches its neighbour fully, so the prior sees one full match in n-1
@@ -191,8 +199,23 @@ def test_item_rows_agree_with_the_summary(shifted_evaluation, splits):
         assert set(got["identifier"]) == ids
         for metric in ("line_acc", "exact_match", "line_acc_prior"):
             per_item = got[got["metric"] == metric]
-            assert len(per_item) == len(group)
+            # the prior needs another concept of the same domain in the split; the rest: every item
+            domains = collections.Counter(it.concept.domain for it in group)
+            expected = sum(n for n in domains.values() if n > 1) if metric == "line_acc_prior" else len(group)
+            assert len(per_item) == expected
             row = summary[(summary["identifier"] == split) & (summary["language"] == language)
                           & (summary["metric"] == metric)]
             assert row["value"].item() == pytest.approx(per_item["value"].mean())
-            assert row["n"].item() == len(group)
+            assert row["n"].item() == expected
+
+
+def test_body_prior_compares_with_the_other_bodies_of_the_same_prompt_shape():
+    from lensprobe.babel import body_prior
+
+    refs = [["    a", "    b"], ["    a", "    c"], ["    x", "    y"]]
+    gens = [["    a", "    c"], ["    a", "    b"], ["    x", "    y"]]
+    assert body_prior(gens, refs) == [0.5, 0.5, 0.0]
+    got = body_prior(gens, refs, groups=["list", "list", "str"])
+    assert got[:2] == [1.0, 1.0] and np.isnan(got[2])
+    with pytest.raises(ValueError, match="2 groups for 3"):
+        body_prior(gens, refs, groups=["list", "list"])
