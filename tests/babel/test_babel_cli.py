@@ -55,15 +55,20 @@ def test_suite_round_trip_validates_with_the_probes_command(workdir, capsys):
     assert main(["probes", "validate", str(out)]) == 0
     assert capsys.readouterr().out.strip() == "babel_php.yaml: OK"
     assert main(["probes", "validate", str(out), "--tokenizer", str(workdir / "tok")]) == 0
-    # go: only strings.Count differs from Python (len is len; sums and extrema are loops). With this seed
-    # one concept has that terminal (python_only); the shared split has none, which is an error
+    # go: only strings.Count differs from Python (len is len; sums and extrema are loops): one identifier per
+    # split that has character-counting concepts; a split without any is an error
     go = workdir / "babel_go.yaml"
     assert main(["babel", "suite", "--splits", str(workdir / "splits.json"), "--target", "go", "--out", str(go)]) == 0
-    assert [c.name for c in splits.python_only if c.terminal.kind == "count_char"] == \
-        [t.id for t in load_suite(go).identifier("python_only:Count:count").templates]
-    assert load_suite(go).identifier_ids == ["python_only:Count:count"]
+    have = {s: [c.name for c in splits.split(s, target="go" if s == "target_only" else None)
+                if c.terminal.kind == "count_char"] for s in SPLITS}
+    expected_ids = [f"{s}:Count:count" for s in SPLITS if have[s]]
+    assert expected_ids and load_suite(go).identifier_ids == expected_ids
+    for s in SPLITS:
+        if have[s]:
+            assert [t.id for t in load_suite(go).identifier(f"{s}:Count:count").templates] == have[s]
+    empty = next(s for s in SPLITS if not have[s])
     capsys.readouterr()
-    assert main(["babel", "suite", "--splits", str(workdir / "splits.json"), "--target", "go", "--split", "shared",
+    assert main(["babel", "suite", "--splits", str(workdir / "splits.json"), "--target", "go", "--split", empty,
                  "--out", str(workdir / "none.yaml")]) == 2
     assert "every concept was skipped" in capsys.readouterr().err and not (workdir / "none.yaml").exists()
 
