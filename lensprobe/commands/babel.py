@@ -76,8 +76,8 @@ def _cmd_splits(args: argparse.Namespace) -> int:
     for name in ("n_shared", "n_python_only", "n_target_only", "n_control"):
         if getattr(args, name) < 0:
             raise _UsageError(f"--{name.replace('_', '-')}: must be >= 0, got {getattr(args, name)}")
-    if args.n_cases < 1:
-        raise _UsageError(f"--n-cases: must be >= 1, got {args.n_cases}")
+    if args.n_cases < 2:  # one case cannot tell pipelines apart (make_splits refuses it)
+        raise _UsageError(f"--n-cases: must be >= 2, got {args.n_cases}")
     splits = make_splits(seed=args.seed, targets=targets, n_shared=args.n_shared, n_python_only=args.n_python_only,
                          n_target_only=args.n_target_only, n_control=args.n_control, n_cases=args.n_cases)
     path = splits.save(args.out)

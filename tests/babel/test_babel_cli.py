@@ -132,6 +132,7 @@ def test_eval_run_dir_sweeps_every_checkpoint(workdir):
     (["suite", "--splits", "{w}/splits.json", "--target", "rust", "--out", "{w}/x.yaml"], "--target: expected one of"),
     (["suite", "--splits", "{w}/splits.json", "--out", "{w}/x.txt"], "--out: must end in .yaml"),
     (["splits", "--targets", "php,rust", "--out", "{w}/s.json"], "--targets: unknown value 'rust'"),
+    (["splits", "--n-cases", "1", "--out", "{w}/s.json"], "--n-cases: must be >= 2"),
     (["show", "--splits", "{w}/splits.json", "--language", "klingon"], "--language: unknown value 'klingon'"),
     (["show", "--splits", "{w}/splits.json", "--concept", "nosuch"], "--concept: no concept named ['nosuch']"),
     (["show", "--splits", "{w}/splits.json", "--target", "cpp"], "--target: 'cpp' is not a target of the splits"),
