@@ -89,7 +89,7 @@ def time_bare(model, batches):
 
 def interleaved_counter(model, batches, n_groups):
     """Per batch, alternately bare then counted (or counted then bare): both see the same load."""
-    from lensprobe.adapters import get_adapter
+    from lensprobe.engine.adapters import get_adapter
     from lensprobe.lape import ActivationCounter
     from lensprobe.lape.counting import backbone
 

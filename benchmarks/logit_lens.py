@@ -9,7 +9,7 @@ Modes (each measured in a fresh subprocess, so peak memory is not polluted by an
   body           the decoder body only (model.transformer(...)), no unembedding
   lens_probe     lensprobe.run_probes with a probe that reads every block output at each row's last
                  real token (keeping [B, d] per layer) and, at the end of the batch, decodes all layers in one
-                 lensprobe.lens.readout call (6 token sets, top-1, entropy)
+                 lensprobe.engine.lens.readout call (6 token sets, top-1, entropy)
   logit_lens     lensprobe.logit_lens(...) with the same sets (the convenience API)
   tl_last        TransformerLens 4.x: TransformerBridge.run_with_cache + tools.analysis.logit_lens at
                  the last position (per-row last position is not available there; padding is ignored)
@@ -80,7 +80,7 @@ def _build(small: bool):
 def _batch(batch: int, seq: int):
     import torch
 
-    from lensprobe.probe import Batch
+    from lensprobe.engine.protocol import Batch
 
     gen = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 50257, (batch, seq), generator=gen)
@@ -99,9 +99,9 @@ def _token_sets():
 def _make_probe(batch, sets):
     import torch
 
-    from lensprobe.engine import block_hook_points, point_layer
-    from lensprobe.lens import readout
-    from lensprobe.probe import Probe
+    from lensprobe.engine.hooks import block_hook_points, point_layer
+    from lensprobe.engine.lens import readout
+    from lensprobe.engine.protocol import Probe
 
     class LastPositionSetProbe(Probe):
         name = "bench_lens"
@@ -141,8 +141,8 @@ def child(mode: str, reps: int, threads: int, small: bool, batch_size: int, seq:
     import torch
 
     torch.set_num_threads(threads)
-    from lensprobe.engine import run_probes
-    from lensprobe.lens import boot_transformer_bridge, logit_lens
+    from lensprobe.engine.hooks import run_probes
+    from lensprobe.engine.lens import boot_transformer_bridge, logit_lens
 
     model = _build(small)
     batch = _batch(batch_size, seq)

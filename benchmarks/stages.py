@@ -9,7 +9,7 @@ Rates come with exact (Clopper-Pearson) 95% binomial intervals; a requirement co
 when the whole interval lies on the right side of its limit. The mean confidence is that of the
 stages behind the outcome (the transition's for a found or a false decline, else the lowest over
 the curve's stages), on the first ``--conf-curves`` curves with the outcome, ``--n-boot``
-bootstrap replicas each. The tests (tests/stages) draw from other seeds.
+bootstrap replicas each. The tests (tests/analysis/stages) draw from other seeds.
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 from scipy import stats
 
-from lensprobe.stages import StageResult, detect_stages
+from lensprobe.analysis.stages import StageResult, detect_stages
 
 
 def ar1(rng: np.random.Generator, n: int, phi: float, sigma: float) -> np.ndarray:

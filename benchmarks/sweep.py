@@ -50,7 +50,7 @@ def main() -> None:
     from pretrain.tokenizer import train_tokenizer
 
     from lensprobe.checkpoints import CheckpointSeries
-    from lensprobe.engine import run_probes
+    from lensprobe.engine.hooks import run_probes
     from lensprobe.probes.working_language import WorkingLanguageProbe
     from lensprobe.sweep import run_sweep
     from lensprobe.testing import build_tiny_run

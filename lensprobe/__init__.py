@@ -3,11 +3,11 @@
 Public API (imported lazily, so ``import lensprobe`` is cheap):
 
 Engine and loading
-    load_model, get_adapter, register_adapter   -- :mod:`lensprobe.adapters`
+    load_model, get_adapter, register_adapter   -- :mod:`lensprobe.engine.adapters`
     CheckpointSeries                            -- :mod:`lensprobe.checkpoints`
-    logit_lens, LogitLensResult                 -- :mod:`lensprobe.lens`
-    run_probes                                  -- :mod:`lensprobe.engine`
-    Probe, Batch                                -- :mod:`lensprobe.probe`
+    logit_lens, LogitLensResult                 -- :mod:`lensprobe.engine.lens`
+    run_probes                                  -- :mod:`lensprobe.engine.hooks`
+    Probe, Batch                                -- :mod:`lensprobe.engine.protocol`
 Suites and probes
     load_suite, list_suites, validate_suite     -- :mod:`lensprobe.suites`
     WorkingLanguageProbe, working_language      -- :mod:`lensprobe.probes.working_language`
@@ -27,28 +27,28 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS: dict[str, str] = {
-    "load_model": "lensprobe.adapters",
-    "get_adapter": "lensprobe.adapters",
-    "register_adapter": "lensprobe.adapters",
-    "ArchitectureAdapter": "lensprobe.adapters",
-    "LoadedModel": "lensprobe.adapters",
-    "verify_lens": "lensprobe.adapters",
-    "readout": "lensprobe.lens",
-    "LensReadout": "lensprobe.lens",
-    "block_hook_points": "lensprobe.engine",
-    "neuron_hook_points": "lensprobe.engine",
+    "load_model": "lensprobe.engine.adapters",
+    "get_adapter": "lensprobe.engine.adapters",
+    "register_adapter": "lensprobe.engine.adapters",
+    "ArchitectureAdapter": "lensprobe.engine.adapters",
+    "LoadedModel": "lensprobe.engine.adapters",
+    "verify_lens": "lensprobe.engine.adapters",
+    "readout": "lensprobe.engine.lens",
+    "LensReadout": "lensprobe.engine.lens",
+    "block_hook_points": "lensprobe.engine.hooks",
+    "neuron_hook_points": "lensprobe.engine.hooks",
     "CheckpointSeries": "lensprobe.checkpoints",
     "CheckpointInfo": "lensprobe.checkpoints",
-    "logit_lens": "lensprobe.lens",
-    "LogitLensResult": "lensprobe.lens",
-    "run_probes": "lensprobe.engine",
-    "Probe": "lensprobe.probe",
-    "Batch": "lensprobe.probe",
+    "logit_lens": "lensprobe.engine.lens",
+    "LogitLensResult": "lensprobe.engine.lens",
+    "run_probes": "lensprobe.engine.hooks",
+    "Probe": "lensprobe.engine.protocol",
+    "Batch": "lensprobe.engine.protocol",
     "load_suite": "lensprobe.suites",
     "list_suites": "lensprobe.suites",
     "validate_suite": "lensprobe.suites",
-    "babel_suite": "lensprobe.babel_suite",
-    "write_babel_suite": "lensprobe.babel_suite",
+    "babel_suite": "lensprobe.babel.suite",
+    "write_babel_suite": "lensprobe.babel.suite",
     "WorkingLanguageProbe": "lensprobe.probes.working_language",
     "working_language": "lensprobe.probes.working_language",
     "lape_select": "lensprobe.lape",
@@ -59,11 +59,17 @@ _EXPORTS: dict[str, str] = {
     "LapeProbe": "lensprobe.probes.lape",
     "evaluate_samples": "lensprobe.evaluate",
     "run_sweep": "lensprobe.sweep",
-    "detect_stages": "lensprobe.stages",
+    "detect_stages": "lensprobe.analysis.stages",
     "make_probe": "lensprobe.probes.registry",
     "register_probe": "lensprobe.probes.registry",
 }
-_SUBMODULES = {"fit", "plot", "stages", "evaluate", "suites", "adapters", "checkpoints", "lens", "engine", "lape", "sweep"}
+#: short names for sub-packages (``lensprobe.fit.load_run``, ``lensprobe.stages.detect_stages``)
+_SUBMODULES: dict[str, str] = {
+    "fit": "lensprobe.analysis.fit", "stages": "lensprobe.analysis.stages", "plot": "lensprobe.present.figures",
+    "report": "lensprobe.present.report", "evaluate": "lensprobe.evaluate", "suites": "lensprobe.suites",
+    "checkpoints": "lensprobe.checkpoints", "engine": "lensprobe.engine", "lape": "lensprobe.lape",
+    "sweep": "lensprobe.sweep", "babel": "lensprobe.babel", "languages": "lensprobe.languages",
+}
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
 
@@ -75,7 +81,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name in _SUBMODULES:
-        module = importlib.import_module(f"lensprobe.{name}")
+        module = importlib.import_module(_SUBMODULES[name])
         globals()[name] = module
         return module
     raise AttributeError(f"module 'lensprobe' has no attribute {name!r}")

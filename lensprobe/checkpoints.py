@@ -732,14 +732,14 @@ def _ensure_tied(model: torch.nn.Module) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
-# loading the first model (lensprobe.adapters.load_model when available)
+# loading the first model (lensprobe.engine.adapters.load_model when available)
 
 
 def _load_model(path: Path, *, dtype: torch.dtype, device: str, check_lens: bool) -> Any:
-    """Build a fresh model with :func:`lensprobe.adapters.load_model` (no tokenizer: the series has one)."""
+    """Build a fresh model with :func:`lensprobe.engine.adapters.load_model` (no tokenizer: the series has one)."""
     import inspect
 
-    from lensprobe.adapters import load_model
+    from lensprobe.engine.adapters import load_model
 
     kwargs: dict[str, Any] = dict(dtype=dtype, device=device, check_lens=check_lens)
     if "load_tokenizer" in inspect.signature(load_model).parameters:
@@ -748,7 +748,7 @@ def _load_model(path: Path, *, dtype: torch.dtype, device: str, check_lens: bool
 
 
 def _verify_lens(model: torch.nn.Module, where: str) -> None:
-    from lensprobe.adapters import verify_lens
+    from lensprobe.engine.adapters import verify_lens
 
     try:
         verify_lens(model)
@@ -1207,8 +1207,8 @@ class CheckpointSeries:
 
     def load(self, index: int = 0, *, dtype: torch.dtype | str = torch.float32, device: str = "cpu",
              check_lens: bool = True) -> Any:
-        """Load one checkpoint with :func:`lensprobe.adapters.load_model` (a fresh model and tokenizer)."""
-        from lensprobe.adapters import load_model
+        """Load one checkpoint with :func:`lensprobe.engine.adapters.load_model` (a fresh model and tokenizer)."""
+        from lensprobe.engine.adapters import load_model
 
         info = self._items[index]
         return load_model(str(info.path), dtype=_as_dtype(dtype), device=str(device), check_lens=check_lens)
@@ -1220,7 +1220,7 @@ class CheckpointSeries:
                     skip_duplicates: bool = False) -> Iterator[tuple[CheckpointInfo, torch.nn.Module]]:
         """Yield ``(checkpoint, model)`` for every usable checkpoint with ONE resident model.
 
-        The first checkpoint is loaded with :func:`lensprobe.adapters.load_model` (building the
+        The first checkpoint is loaded with :func:`lensprobe.engine.adapters.load_model` (building the
         architecture; the logit lens is verified when ``check_lens`` is True/"first"/"every");
         every later one is loaded into the same parameters with :func:`load_state_dict_in_place`
         (strict keys, tied embeddings re-tied; "every" re-verifies the lens each time). On CPU a

@@ -111,7 +111,7 @@ def base_corpus_spec(checkpoint: str | Path) -> dict[str, Any] | None:
 def check_base(checkpoint: str | Path, splits: Any) -> None:
     """Refuse a base checkpoint that was not trained on ``splits``' concepts (same split seed, sizes
     and concepts): a base must know the Python concepts of the splits it is evaluated on."""
-    from pretrain.babel import babel_corpus
+    from lensprobe.babel.corpus import babel_corpus
 
     ckpt = Path(checkpoint)
     spec = base_corpus_spec(ckpt)
@@ -199,20 +199,20 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
     import matplotlib
 
     matplotlib.use("Agg")
-    from lensprobe import plot
-    from lensprobe._io import atomic_write_json, atomic_write_text
-    from lensprobe.babel import BabelProbe
-    from lensprobe.babel_suite import write_babel_suite
+    from lensprobe.present import figures as plot
+    from lensprobe.files import atomic_write_json, atomic_write_text
+    from lensprobe.babel.evaluation import BabelProbe
+    from lensprobe.babel.suite import write_babel_suite
     from lensprobe.checkpoints import CheckpointSeries
-    from lensprobe.fit import BabelRun, recommend_tokens, write_mixture
-    from lensprobe.fit.runs import read_jsonl
+    from lensprobe.analysis.fit import BabelRun, recommend_tokens, write_mixture
+    from lensprobe.analysis.fit.runs import read_jsonl
     from lensprobe.lape.inputs import LapeInputs
     from lensprobe.probes.lape import LapeProbe
     from lensprobe.probes.working_language import WorkingLanguageProbe
-    from lensprobe.report import write_report
-    from lensprobe.stages import detect_stages
+    from lensprobe.present.report import write_report
+    from lensprobe.analysis.stages import detect_stages
     from lensprobe.sweep import read_sweep, run_sweep
-    from pretrain.babel import babel_corpus
+    from lensprobe.babel.corpus import babel_corpus
 
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")

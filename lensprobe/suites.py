@@ -44,7 +44,7 @@ ENTRY_POINT_GROUP = "lensprobe.suites"
 #: Environment variable: extra directories of suite YAML files (``os.pathsep``-separated).
 ENV_VAR = "LENSPROBE_SUITES_PATH"
 #: Every identifier must render at least this many distinct prompts (unless the suite's
-#: ``min_prompts`` field lowers it: generated suites of concrete prompts, e.g. lensprobe.babel_suite).
+#: ``min_prompts`` field lowers it: generated suites of concrete prompts, e.g. lensprobe.babel.suite).
 MIN_DISTINCT_PROMPTS = 10
 #: Schema versions this module reads.
 SUPPORTED_VERSIONS = (1,)

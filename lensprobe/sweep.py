@@ -2,8 +2,8 @@
 
 One model stays resident; each checkpoint's weights are swapped in place while the next one is
 read in the background (:meth:`lensprobe.checkpoints.CheckpointSeries.iter_models`). Hook probes
-with equal inputs share forward passes (:func:`lensprobe.engine.run_probes`); model probes
-(generation + execution, :class:`lensprobe.probe.ModelProbe`) drive the model themselves.
+with equal inputs share forward passes (:func:`lensprobe.engine.hooks.run_probes`); model probes
+(generation + execution, :class:`lensprobe.engine.protocol.ModelProbe`) drive the model themselves.
 
 Results: ``OUT/results/<run>__<checkpoint>.parquet``, one file per checkpoint, written atomically, in
 the long format of :data:`SWEEP_COLUMNS`. Each file records its *key* — a hash of the
@@ -26,8 +26,8 @@ from typing import Any, Sequence
 import pandas as pd
 import torch
 
-from lensprobe._io import atomic_write_bytes, atomic_write_json
-from lensprobe.probe import CHECKPOINT_COLUMNS, ROW_COLUMNS, SWEEP_COLUMNS, ModelProbe, Probe
+from lensprobe.files import atomic_write_bytes, atomic_write_json
+from lensprobe.engine.protocol import CHECKPOINT_COLUMNS, ROW_COLUMNS, SWEEP_COLUMNS, ModelProbe, Probe
 
 RESULTS_DIR = "results"
 LOG_PROBE = "log"
@@ -143,7 +143,7 @@ def run_sweep(series: Any, probes: Sequence[Probe | ModelProbe], *, out_dir: str
     ``fail_fast``. Returns a :class:`SweepResult`; read the table with :func:`read_sweep`.
     """
     from lensprobe.checkpoints import CheckpointSeries
-    from lensprobe.engine import run_probes
+    from lensprobe.engine.hooks import run_probes
 
     if not probes:
         raise ValueError("run_sweep needs at least one probe")

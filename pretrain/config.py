@@ -349,7 +349,7 @@ def validate(cfg: PretrainConfig) -> None:
         _check(kind in ("embedded", "files", "jsonl", "parquet", "hf_disk", "babel"),
                f"data.corpus.kind: expected embedded|files|jsonl|parquet|hf_disk|babel, got {kind!r}")
         if kind == "babel":  # build it now: unknown fields, splits or languages fail before training
-            from .babel import babel_corpus
+            from lensprobe.babel.corpus import babel_corpus
 
             spec = {k: v for k, v in corpus.items() if k != "kind"}
             try:

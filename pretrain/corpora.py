@@ -17,7 +17,7 @@
 """
 from __future__ import annotations
 
-from lensprobe._io import iter_jsonl
+from lensprobe.files import iter_jsonl
 
 import json
 import os
@@ -420,8 +420,8 @@ def open_corpus(spec: dict | str, *, languages: Sequence[str] | None = None) -> 
     if "languages" in spec:
         spec_languages = spec.pop("languages")
         languages = languages or spec_languages
-    if kind == "babel":  # the synthetic Babel benchmark's concept corpora (pretrain.babel)
-        from .babel import babel_corpus
+    if kind == "babel":  # the synthetic Babel benchmark's concept corpora (lensprobe.babel.corpus)
+        from lensprobe.babel.corpus import babel_corpus
 
         return babel_corpus(languages=languages, **spec)
     cls = _KINDS[kind]

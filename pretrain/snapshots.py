@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from lensprobe._io import atomic_directory, atomic_write_json, atomic_write_text
+from lensprobe.files import atomic_directory, atomic_write_json, atomic_write_text
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_RE = re.compile(r"^state-(\d+)$")

@@ -152,7 +152,7 @@ def train_tokenizer(corpus: Any, *, languages: Sequence[str], vocab_size: int = 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         fast.save_pretrained(str(out))
-        from lensprobe._io import atomic_write_json
+        from lensprobe.files import atomic_write_json
 
         sample_bytes = {lang: sum(len(t.encode("utf-8")) for t in texts[lang]) for lang in languages}
         atomic_write_json(out / METADATA_FILE, {"settings": settings, "sample_bytes": sample_bytes,

@@ -212,7 +212,7 @@ def tokenize_corpus(corpus: Any, tokenizer: Any, out_dir: str | os.PathLike, *,
     ``None`` takes the whole of a finite corpus). ``filters``: ``None`` (none), ``True`` /
     ``"starcoder"`` (defaults of :class:`pretrain.filters.FilterConfig`) or a mapping of its fields.
     """
-    from lensprobe._io import atomic_write_json
+    from lensprobe.files import atomic_write_json
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

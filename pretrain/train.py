@@ -30,7 +30,7 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-from lensprobe._io import atomic_directory, atomic_write_json, atomic_write_text
+from lensprobe.files import atomic_directory, atomic_write_json, atomic_write_text
 
 from . import config as config_mod
 from .config import ConfigError, PretrainConfig

@@ -1,1 +1,1 @@
-"""CLI sub-commands; each module defines ``register(subparsers)`` (see :mod:`lensprobe.cli`)."""
+"""The ``lensprobe`` sub-commands, one module each (see :mod:`lensprobe.cli`)."""

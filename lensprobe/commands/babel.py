@@ -35,7 +35,7 @@ def _list_arg(text: str | None, field: str, allowed: tuple[str, ...]) -> list[st
 
 
 def _load_splits(path: str):
-    from pretrain.babel import BabelSplits
+    from lensprobe.babel.corpus import BabelSplits
 
     p = Path(path).expanduser()
     if not p.is_file():
@@ -55,7 +55,7 @@ def _target(splits: Any, target: str | None) -> str:
 
 
 def _write_table(df: Any, out: Path) -> None:
-    from lensprobe._io import atomic_write_table
+    from lensprobe.files import atomic_write_table
 
     atomic_write_table(out, df)
 
@@ -70,7 +70,7 @@ def _check_table_path(out: str, field: str = "--out") -> Path:
 # ------------------------------------------------------------------------------------------ splits
 
 def _cmd_splits(args: argparse.Namespace) -> int:
-    from pretrain.babel import TARGETS, make_splits
+    from lensprobe.babel.corpus import TARGETS, make_splits
 
     targets = _list_arg(args.targets, "--targets", TARGETS)
     for name in ("n_shared", "n_python_only", "n_target_only", "n_control"):
@@ -90,8 +90,8 @@ def _cmd_splits(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ suite
 
 def _cmd_suite(args: argparse.Namespace) -> int:
-    from lensprobe.babel_suite import babel_lens_items, write_babel_suite
-    from pretrain.babel import SPLITS
+    from lensprobe.babel.suite import babel_lens_items, write_babel_suite
+    from lensprobe.babel.corpus import SPLITS
 
     splits = _load_splits(args.splits)
     if args.target is not None and args.target not in ("php", "csharp", "go", "cpp"):
@@ -119,8 +119,8 @@ def _cmd_suite(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ show
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from pretrain.babel import SPLITS
-    from pretrain.concepts import LANGUAGES, render
+    from lensprobe.babel.corpus import SPLITS
+    from lensprobe.babel.concepts import LANGUAGES, render
 
     splits = _load_splits(args.splits)
     names = _list_arg(args.split, "--split", SPLITS) or list(SPLITS)
@@ -153,7 +153,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _summary_from_sweep(df: Any) -> Any:
     import pandas as pd
 
-    from lensprobe.babel import summary_rows
+    from lensprobe.babel.evaluation import summary_rows
 
     df = summary_rows(df[df["probe"] == "babel"]).copy()  # the per-split rows, not the per-item ones
     if df.empty:
@@ -181,8 +181,8 @@ def _checkpoint_stamp(path: Path) -> dict[str, Any]:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from pretrain.babel import SPLITS
-    from pretrain.concepts import LANGUAGES
+    from lensprobe.babel.corpus import SPLITS
+    from lensprobe.babel.concepts import LANGUAGES
 
     out = _check_table_path(args.out)
     items_out = _check_table_path(args.items, "--items") if args.items else None
@@ -212,8 +212,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if (path / "config.json").is_file():
         import pandas as pd
 
-        from lensprobe.adapters import load_model
-        from lensprobe.babel import evaluate_babel
+        from lensprobe.engine.adapters import load_model
+        from lensprobe.babel.evaluation import evaluate_babel
 
         try:
             loaded = load_model(path, device=args.device or "cpu", check_lens=False)
@@ -234,7 +234,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(f"wrote {len(ev.items)} items to {items_out}")
         failed: list[tuple[str, str]] = []
     else:
-        from lensprobe.babel import BabelProbe
+        from lensprobe.babel.evaluation import BabelProbe
         from lensprobe.checkpoints import CheckpointError, CheckpointSeries
         from lensprobe.sweep import read_sweep, run_sweep
 

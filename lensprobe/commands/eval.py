@@ -52,7 +52,7 @@ def register(subparsers: Any) -> None:
 
 
 def _write_table(df: Any, path: str) -> None:
-    from lensprobe._io import atomic_write_table
+    from lensprobe.files import atomic_write_table
 
     atomic_write_table(path, df)
 
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
                    batch_size=args.batch_size, seed=args.seed)
         if args.run_dir:
             from lensprobe.checkpoints import CheckpointSeries
-            from lensprobe.evaluate.probe import evaluate_checkpoints
+            from lensprobe.probes.functional import evaluate_checkpoints
 
             factory = getattr(CheckpointSeries, "from_run_dir", CheckpointSeries)
             series = factory(args.run_dir)
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         samples = args.samples
         if args.checkpoint:
-            from lensprobe.adapters import load_model
+            from lensprobe.engine.adapters import load_model
             from lensprobe.evaluate.generation import generate_completions
 
             loaded = load_model(args.checkpoint)
@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError(f"checkpoint {args.checkpoint}: no tokenizer files")
             samples = generate_completions(loaded.model, loaded.tokenizer, problems, **gen)
             if args.samples_out:
-                from lensprobe._io import atomic_write_text
+                from lensprobe.files import atomic_write_text
 
                 atomic_write_text(args.samples_out, "".join(json.dumps(s) + "\n" for s in samples))
         progress = None

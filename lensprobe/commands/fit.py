@@ -120,7 +120,7 @@ def run(args) -> int:
 
 def _recommend(args) -> int:
     from lensprobe import fit
-    from lensprobe.fit.runs import load_run
+    from lensprobe.analysis.fit.runs import load_run
 
     common = dict(metric=args.metric, eta_python=args.eta_python, window=args.window, probe=args.probe,
                   alpha_window=tuple(args.alpha_window),
@@ -180,8 +180,8 @@ def _share(args) -> int:
 
 def _law(args) -> int:
     from lensprobe import fit
-    from lensprobe._io import atomic_write_json
-    from lensprobe.fit.runs import read_table
+    from lensprobe.files import atomic_write_json
+    from lensprobe.analysis.fit.runs import read_table
 
     df = read_table(args.table)
     result = fit.fit_law(args.law, df, x=[c.strip() for c in args.x.split(",")], y=args.y, n_starts=args.n_starts,
@@ -205,7 +205,7 @@ def _law(args) -> int:
 
 def _allocate(args) -> int:
     from lensprobe import fit
-    from lensprobe.fit.runs import read_table
+    from lensprobe.analysis.fit.runs import read_table
 
     langs = [c.strip() for c in args.languages.split(",") if c.strip()]
     df = read_table(args.table)

@@ -18,7 +18,7 @@ SUMMARY_METRICS = ("n_neurons", "n_exclusive", "null_n_neurons", "null_n_exclusi
 
 
 def _write_table(df: Any, out: Path) -> None:
-    from lensprobe._io import atomic_write_table
+    from lensprobe.files import atomic_write_table
 
     atomic_write_table(out, df)
 
@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         if done:
             print(f"resuming: {len(done)} checkpoint(s) already in {out}")
 
-    from lensprobe._io import atomic_write_json
+    from lensprobe.files import atomic_write_json
 
     atomic_write_json(sidecar, settings)
     frames = [previous] if previous is not None else []
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
             import numpy as np
 
-            from lensprobe._io import atomic_write_bytes
+            from lensprobe.files import atomic_write_bytes
 
             buf = io.BytesIO()
             np.savez_compressed(buf, mask=result.mask, probs=result.probs, entropy=result.entropy,

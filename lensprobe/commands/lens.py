@@ -16,7 +16,7 @@ from typing import Any
 
 
 def _write_table(df: Any, out: Path) -> None:
-    from lensprobe._io import atomic_write_table
+    from lensprobe.files import atomic_write_table
 
     atomic_write_table(out, df)
 

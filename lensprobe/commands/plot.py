@@ -61,7 +61,7 @@ def make_figures(table: Any, figures: list[str], out_dir: str | Path, *, metric:
                  probe: str | None = "babel", language: str | None = None,
                  stages: dict[str, Any] | None = None) -> list[Path]:
     """Draw ``figures`` from ``table`` into ``out_dir`` (PNG + SVG); returns the written files."""
-    from lensprobe import plot
+    from lensprobe.present import figures as plot
 
     out_dir = Path(out_dir)
     written: list[Path] = []

@@ -18,7 +18,7 @@ from typing import Any
 
 
 def run(args: argparse.Namespace) -> int:
-    from lensprobe.report import write_report
+    from lensprobe.present.report import write_report
 
     run_dir = Path(args.run_dir)
     if not run_dir.is_dir():

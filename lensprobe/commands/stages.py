@@ -36,8 +36,8 @@ def _parse_support(items: list[str]) -> dict[str, tuple[str | None, str]]:
 
 
 def format_stages(results: dict[str, Any]) -> str:
-    """A plain-text table of :func:`lensprobe.stages.stages_table` plus each language's notes."""
-    from lensprobe.stages import stages_table
+    """A plain-text table of :func:`lensprobe.analysis.stages.stages_table` plus each language's notes."""
+    from lensprobe.analysis.stages import stages_table
 
     df = stages_table(results)
     if df.empty:
@@ -51,8 +51,8 @@ def format_stages(results: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lensprobe._io import atomic_write_json
-    from lensprobe.stages import detect_stages_from_table
+    from lensprobe.files import atomic_write_json
+    from lensprobe.analysis.stages import detect_stages_from_table
     from lensprobe.sweep import read_sweep
 
     try:

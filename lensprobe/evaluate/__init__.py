@@ -20,8 +20,7 @@ __all__ = [
     "evaluate_samples", "EvalResult", "Problem", "load_problems", "load_samples", "DatasetError", "FAMILIES",
     "LANGUAGES", "assemble", "Program", "Executor", "RunResult", "STATUSES", "Sandbox", "SandboxReport",
     "Limits", "sandbox_report", "pass_at_k", "per_problem_table", "python_specific_subset",
-    "PythonSpecificSubset", "UNPASSABLE", "BAD_CANONICAL", "generate_completions", "eval_probe_rows",
-    "evaluate_checkpoints",
+    "PythonSpecificSubset", "UNPASSABLE", "BAD_CANONICAL", "generate_completions",
 ]
 
 
@@ -29,7 +28,4 @@ def __getattr__(name: str):
     if name == "generate_completions":
         from .generation import generate_completions
         return generate_completions
-    if name in ("eval_probe_rows", "evaluate_checkpoints"):
-        from . import probe
-        return getattr(probe, name)
     raise AttributeError(name)

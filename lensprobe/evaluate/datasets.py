@@ -4,7 +4,7 @@ Files are read by path (``.jsonl`` or ``.jsonl.gz``); nothing is downloaded or c
 """
 from __future__ import annotations
 
-from lensprobe._io import iter_jsonl
+from lensprobe.files import iter_jsonl
 
 import re
 from dataclasses import dataclass, field

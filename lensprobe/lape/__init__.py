@@ -5,7 +5,7 @@
 * :class:`LapeInputs` -- token inputs per language under a budget (token store, files, suites);
 * :func:`shuffled_label_null`, :func:`split_half_agreement` -- baselines from the same counts;
 * :func:`lape_over_series` -- the probe over every checkpoint of a series, as a long table;
-* :mod:`lensprobe.lape.plots` -- seaborn figures.
+* :mod:`lensprobe.present.lape_figures` -- seaborn figures.
 """
 from lensprobe.lape.counting import ActivationCounter, aggregate_probabilities, count_activations
 from lensprobe.lape.inputs import InputError, LapeInputs

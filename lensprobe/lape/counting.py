@@ -29,7 +29,7 @@ __all__ = ["ActivationCounter", "BatchPlan", "neuron_modules", "backbone", "aggr
 def neuron_modules(model: torch.nn.Module, adapter: Any = None) -> list[torch.nn.Module]:
     """The per-block modules whose forward output is the neuron activation (from the adapter)."""
     if adapter is None:
-        from lensprobe.adapters import get_adapter
+        from lensprobe.engine.adapters import get_adapter
 
         adapter = get_adapter(model)
     modules = list(adapter.neuron_modules)

@@ -17,7 +17,7 @@ authors used up to 100M); CPU-sized models (4 layers x 512 neurons) gave interpr
 """
 from __future__ import annotations
 
-from lensprobe._io import iter_jsonl
+from lensprobe.files import iter_jsonl
 
 import hashlib
 import os
@@ -28,7 +28,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-from lensprobe.probe import Batch
+from lensprobe.engine.protocol import Batch
 
 __all__ = ["LapeInputs", "LANGUAGE_EXTENSIONS", "InputError", "read_documents", "resolve_inputs"]
 

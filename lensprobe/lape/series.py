@@ -8,7 +8,7 @@ import pandas as pd
 
 from lensprobe.lape.inputs import resolve_inputs
 from lensprobe.lape.selection import LapeResult
-from lensprobe.probe import SWEEP_COLUMNS
+from lensprobe.engine.protocol import SWEEP_COLUMNS
 
 __all__ = ["lape_over_series"]
 

@@ -1,1 +1,1 @@
-"""Probes: small objects implementing :class:`lensprobe.probe.Probe`."""
+"""Probes: small objects implementing :class:`lensprobe.engine.protocol.Probe`."""

@@ -36,7 +36,7 @@ from lensprobe.lape.counting import ActivationCounter, aggregate_probabilities
 from lensprobe.lape.inputs import LapeInputs
 from lensprobe.lape.null import NullResult, shuffled_label_null, split_half_agreement
 from lensprobe.lape.selection import LapeResult, lape_select
-from lensprobe.probe import Batch, Probe
+from lensprobe.engine.protocol import Batch, Probe
 
 __all__ = ["LapeProbe"]
 
@@ -163,8 +163,8 @@ class LapeProbe(Probe):
 
     # -- standalone use -------------------------------------------------------------------------
     def run(self, model: Any, *, adapter: Any = None, device: torch.device | str | None = None) -> list[dict[str, Any]]:
-        """Count, select and return this checkpoint's rows (one :func:`lensprobe.engine.run_probes` call)."""
-        from lensprobe.engine import run_probes
+        """Count, select and return this checkpoint's rows (one :func:`lensprobe.engine.hooks.run_probes` call)."""
+        from lensprobe.engine.hooks import run_probes
 
         return run_probes(model, [self], adapter=adapter, device=device)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
-from lensprobe.probe import ModelProbe, Probe
+from lensprobe.engine.protocol import ModelProbe, Probe
 
 __all__ = ["ProbeSpec", "ProbeSpecError", "parse_probe_spec", "make_probe", "register_probe", "registered_probes",
            "probe_help", "boolean", "text_list", "int_list"]
@@ -220,7 +220,7 @@ def _lape(*, tokenizer: Any = None, languages: list[str], inputs: str | None = N
 
 
 def _babel(*, tokenizer: Any = None, splits: str, **kwargs: Any):
-    from lensprobe.babel import BabelProbe
+    from lensprobe.babel.evaluation import BabelProbe
 
     return BabelProbe(splits, **kwargs)
 

@@ -16,7 +16,7 @@ variant, ``prompts="all"``, writes the same metrics with the suffix ``_all_promp
 computed in one pass (``prompts=("generated", "all")``).  Every share row's ``n`` is the number of
 prompts it rests on; a share with no prompt kept is NaN.  See ``docs/suites.md``.
 
-Rows use :data:`lensprobe.probe.ROW_COLUMNS`; the metric names are listed in :data:`METRICS`.
+Rows use :data:`lensprobe.engine.protocol.ROW_COLUMNS`; the metric names are listed in :data:`METRICS`.
 """
 from __future__ import annotations
 
@@ -27,14 +27,14 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import torch
 
-from lensprobe.probe import Batch, Probe
+from lensprobe.engine.protocol import Batch, Probe
 from lensprobe.suites import Suite, SuiteItem, TokenSets, encode_text, load_suite
 
 __all__ = ["WorkingLanguageProbe", "working_language", "default_exclude_last", "metric_name", "METRICS",
            "PROMPT_METRICS", "OTHER_METRICS", "PROMPTS", "ALL_PROMPTS_SUFFIX", "GROUP_SUFFIX", "TARGET", "PYTHON",
            "OTHER"]
 
-#: added to the lens' ranks to report 1-based ranks (lensprobe.lens ranks are 0-based)
+#: added to the lens' ranks to report 1-based ranks (lensprobe.engine.lens ranks are 0-based)
 _RANK_OFFSET = 1.0
 
 #: top-1 classes
@@ -207,7 +207,7 @@ class WorkingLanguageProbe(Probe):
         self._seen_excluded = None
 
     def hook_points(self, adapter: Any) -> Mapping[str, torch.nn.Module]:
-        from lensprobe.engine import block_hook_points
+        from lensprobe.engine.hooks import block_hook_points
 
         return block_hook_points(adapter)
 
@@ -267,8 +267,8 @@ class WorkingLanguageProbe(Probe):
             yield Batch(input_ids, mask, meta)
 
     def on_activation(self, point: str, output: torch.Tensor, batch: Batch) -> None:
-        from lensprobe.engine import point_layer
-        from lensprobe.lens import readout
+        from lensprobe.engine.hooks import point_layer
+        from lensprobe.engine.lens import readout
 
         layer = point_layer(point)
         L = self._n_layers
@@ -318,7 +318,7 @@ class WorkingLanguageProbe(Probe):
 
     def finalize(self) -> list[dict[str, Any]]:
         if self._n_layers is None:
-            raise RuntimeError("finalize() before start(): run the probe with lensprobe.engine.run_probes")
+            raise RuntimeError("finalize() before start(): run the probe with lensprobe.engine.hooks.run_probes")
         if self.token_sets is None:
             # batches came from another probe with the same input_key: take the sets from the rows
             if self._seen_excluded is None:
@@ -457,12 +457,12 @@ def working_language(model_or_series: Any, suite: Suite | str, *, tokenizer: Any
 
     Returns a DataFrame with columns ``checkpoint, step, language, identifier, layer, metric, value, n``
     (``checkpoint``/``step`` are None for a single model).  A single model needs ``tokenizer``
-    (or a :class:`~lensprobe.adapters.LoadedModel`, whose tokenizer is used).  ``prompts`` as in
+    (or a :class:`~lensprobe.engine.adapters.LoadedModel`, whose tokenizer is used).  ``prompts`` as in
     :class:`WorkingLanguageProbe`: the paper's rule (``"generated"``) by default.
     """
     import pandas as pd
 
-    from lensprobe.engine import run_probes
+    from lensprobe.engine.hooks import run_probes
 
     probe_kwargs = dict(seed=seed, limit=limit, identifiers=identifiers, exclude_last=exclude_last,
                         prompts=_prompt_sets(prompts), batch_size=batch_size, add_bos=add_bos)

@@ -4,12 +4,12 @@ import json
 import pandas as pd
 import pytest
 
-from lensprobe.babel import extract_body, score_lines
-from lensprobe.babel_suite import babel_lens_items
+from lensprobe.babel.evaluation import extract_body, score_lines
+from lensprobe.babel.suite import babel_lens_items
 from lensprobe.cli import main
 from lensprobe.suites import load_suite
-from pretrain.babel import SPLITS, BabelCorpus, BabelSplits, make_splits
-from pretrain.concepts import render
+from lensprobe.babel.corpus import SPLITS, BabelCorpus, BabelSplits, make_splits
+from lensprobe.babel.concepts import render
 
 SIZES = dict(n_shared=5, n_python_only=4, n_target_only=3, n_control=4)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pretrain.concepts import render
+from lensprobe.babel.concepts import render
 
 PHP_BASE_TOKENS = 120_000         # the babel-base recipe's whole PHP filler budget
 PHP_CONTINUAL_TOKENS = 150_000

@@ -4,11 +4,11 @@ import collections
 import numpy as np
 import pytest
 
-import lensprobe.babel as babel
-from lensprobe.babel import (BabelEvaluation, babel_items, bootstrap_interval, evaluate_babel, execute_items,
+import lensprobe.babel.evaluation as babel
+from lensprobe.babel.evaluation import (BabelEvaluation, babel_items, bootstrap_interval, evaluate_babel, execute_items,
                              extract_body, score_lines)
-from pretrain.babel import make_splits
-from pretrain.concepts import render
+from lensprobe.babel.corpus import make_splits
+from lensprobe.babel.concepts import render
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_evaluate_babel_summarises_per_split_and_language(splits, monkeypatch):
 def test_greedy_complete_equals_hf_generate_with_left_padding():
     import torch
 
-    from lensprobe.babel import greedy_complete
+    from lensprobe.babel.evaluation import greedy_complete
     from lensprobe.testing import tiny_model, tiny_tokenizer
 
     model, tok = tiny_model("gpt2", seed=3), tiny_tokenizer()
@@ -104,7 +104,7 @@ def test_greedy_complete_equals_hf_generate_with_left_padding():
 
 
 def _independent_line_acc(generated_lines, reference_lines):
-    """Positional line accuracy written out (not lensprobe.babel.score_lines)."""
+    """Positional line accuracy written out (not lensprobe.babel.evaluation.score_lines)."""
     hits = 0
     for i, ref in enumerate(reference_lines):
         if i < len(generated_lines) and generated_lines[i].rstrip() == ref.rstrip():
@@ -183,7 +183,7 @@ def test_body_prior_matches_an_independent_computation(shifted_evaluation):
 def test_item_rows_agree_with_the_summary(shifted_evaluation, splits):
     import pandas as pd
 
-    from lensprobe.babel import item_rows, summary_rows
+    from lensprobe.babel.evaluation import item_rows, summary_rows
 
     ev, by_split = shifted_evaluation
     table = pd.DataFrame(ev.rows())
@@ -210,7 +210,7 @@ def test_item_rows_agree_with_the_summary(shifted_evaluation, splits):
 
 
 def test_body_prior_compares_with_the_other_bodies_of_the_same_prompt_shape():
-    from lensprobe.babel import body_prior
+    from lensprobe.babel.evaluation import body_prior
 
     refs = [["    a", "    b"], ["    a", "    c"], ["    x", "    y"]]
     gens = [["    a", "    c"], ["    a", "    b"], ["    x", "    y"]]

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from pretrain.babel import BabelCorpus, ConceptScan, make_splits
-from pretrain.concepts import LANGUAGES, render
+from lensprobe.babel.corpus import BabelCorpus, ConceptScan, make_splits
+from lensprobe.babel.concepts import LANGUAGES, render
 
 SEEDS = range(5)
 
@@ -132,7 +132,7 @@ def test_no_concept_body_in_thousands_of_filler_documents(splits0):
 
 def test_pipeline_filler_redraws_concept_bodies(splits0, monkeypatch):
     """The throwaway half draws random pipelines; one that renders a concept's body is redrawn."""
-    import pretrain.concepts as concepts
+    import lensprobe.babel.concepts as concepts
 
     target = splits0.python_only[0]
     real = concepts.random_pipeline

@@ -6,11 +6,11 @@ from collections import Counter
 import pytest
 import torch
 
-from lensprobe.babel_suite import (BabelLensItems, babel_lens_items, babel_suite, parse_babel_identifier,
+from lensprobe.babel.suite import (BabelLensItems, babel_lens_items, babel_suite, parse_babel_identifier,
                                    write_babel_suite)
 from lensprobe.suites import (MIN_DISTINCT_PROMPTS, SuiteError, load_suite, suite_from_dict, validate_suite)
-from pretrain.babel import SPLITS, BabelCorpus, make_splits
-from pretrain.concepts import render
+from lensprobe.babel.corpus import SPLITS, BabelCorpus, make_splits
+from lensprobe.babel.concepts import render
 
 # What each renderer writes on the return line, per terminal (read off the renderings by hand):
 # the text right after the prompt, up to and including the character that follows the identifier.

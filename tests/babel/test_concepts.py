@@ -7,8 +7,8 @@ import subprocess
 
 import pytest
 
-from pretrain.babel import DEFAULT_SURFACE_WEIGHTS, BabelCorpus, BabelSplits, make_splits
-from pretrain.concepts import LANGUAGES, Concept, make_concepts, python_surface, render, checking_program
+from lensprobe.babel.corpus import DEFAULT_SURFACE_WEIGHTS, BabelCorpus, BabelSplits, make_splits
+from lensprobe.babel.concepts import LANGUAGES, Concept, make_concepts, python_surface, render, checking_program
 
 
 def _run(language, program, tmp_path):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
-for _p in (HERE, HERE.parent / "plots"):
+for _p in (HERE, HERE.parent / "present"):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from lensprobe.probe import ModelProbe, Probe
+from lensprobe.engine.protocol import ModelProbe, Probe
 from lensprobe.probes.registry import (ProbeSpecError, boolean, make_probe, parse_probe_spec, probe_help,
                                        register_probe, registered_probes, text_list)
 
@@ -81,7 +81,7 @@ def test_lape_spec_builds_the_same_inputs_as_the_library(bpe, docs_jsonl):
 
 
 def test_babel_spec(tmp_path):
-    from pretrain.babel import make_splits
+    from lensprobe.babel.corpus import make_splits
 
     path = make_splits(n_shared=1, n_python_only=1, n_target_only=1, n_control=1).save(tmp_path / "splits.json")
     probe = make_probe(f"babel:splits={path},languages=python+php,execute=false,n_boot=50")

@@ -8,7 +8,7 @@ import pytest
 from cli7_helpers import cli
 from synthetic import STEPS, line_acc, python_share, write_sweep
 
-from lensprobe.stages import detect_stages
+from lensprobe.analysis.stages import detect_stages
 
 
 @pytest.fixture()

@@ -24,7 +24,7 @@ def swept(tiny_run, docs_jsonl, tmp_path_factory):
 def test_rows_equal_the_python_api_on_each_checkpoint(swept, tiny_run, docs_jsonl, bpe):
     from transformers import AutoModelForCausalLM
 
-    from lensprobe.engine import run_probes
+    from lensprobe.engine.hooks import run_probes
     from lensprobe.lape import LapeInputs
     from lensprobe.probes.lape import LapeProbe
     from lensprobe.probes.working_language import WorkingLanguageProbe

@@ -28,9 +28,9 @@ def test_accelerate_launch_shards_the_checkpoints(tiny_run, tmp_path):
 def test_babel_probe_from_a_spec_matches_evaluate_babel(tmp_path, bpe):
     from transformers import AutoModelForCausalLM
 
-    from lensprobe.babel import evaluate_babel
+    from lensprobe.babel.evaluation import evaluate_babel
     from lensprobe.testing import build_tiny_run
-    from pretrain.babel import make_splits
+    from lensprobe.babel.corpus import make_splits
 
     run = build_tiny_run(tmp_path / "run", [0, 3], tokenizer=bpe, vocab_size=len(bpe), n_positions=1024)
     splits = make_splits(n_shared=1, n_python_only=1, n_target_only=1, n_control=1)

@@ -9,7 +9,7 @@ import torch
 
 from lensprobe.evaluate.datasets import Problem
 from lensprobe.evaluate.generation import StopSpec, generate_completions, stop_spec
-from lensprobe.probe import CHECKPOINT_COLUMNS, ROW_COLUMNS
+from lensprobe.engine.protocol import CHECKPOINT_COLUMNS, ROW_COLUMNS
 from lensprobe.testing import tiny_model
 
 torch.set_num_threads(1)
@@ -79,7 +79,7 @@ def test_n_samples_and_seed_determinism(model, tokenizer):
 
 
 def test_eval_probe_over_a_series_gives_rows(model, tokenizer):
-    from lensprobe.evaluate.probe import evaluate_checkpoints
+    from lensprobe.probes.functional import evaluate_checkpoints
 
     # X/1 is passed by any completion that stays inside the comment (cut at the first line break);
     # X/2 needs `return 1`, which a random model does not write -> pass@1 = 0.5 exactly

@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lensprobe.adapters import get_adapter
+from lensprobe.engine.adapters import get_adapter
 from lensprobe.lape import ActivationCounter, LapeInputs
 from lensprobe.lape.counting import aggregate_probabilities
 from lensprobe.probes.lape import LapeProbe
@@ -255,7 +255,7 @@ def test_merge_of_shards_equals_whole(ragged_fn, tiny):
 
 
 def test_probes_with_equal_input_key_share_forward_passes(make_streams_fn, tiny):
-    from lensprobe.engine import run_probes
+    from lensprobe.engine.hooks import run_probes
 
     model = tiny("gpt2", 0)
     inputs = LapeInputs.from_token_arrays(make_streams_fn(n_tokens=120), seq_len=20)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from lensprobe.adapters import get_adapter
+from lensprobe.engine.adapters import get_adapter
 from lensprobe.lape import ActivationCounter, LapeInputs, lape_select, shuffled_label_null, split_half_agreement
 from lensprobe.lape.null import permuted_group_language
 from lensprobe.probes.lape import LapeProbe

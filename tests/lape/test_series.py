@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from lensprobe.lape import LapeInputs, lape_over_series
-from lensprobe.probe import SWEEP_COLUMNS
+from lensprobe.engine.protocol import SWEEP_COLUMNS
 from lensprobe.probes.lape import LapeProbe
 
 SETTINGS = dict(languages=["python", "php"], tokens_per_language=300, seq_len=50, n_groups=4, null_permutations=2)
@@ -99,7 +99,7 @@ def test_plots_show_the_table(table):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from lensprobe.lape.plots import plot_lape_counts, plot_lape_gap, plot_lape_layer_heatmap, plot_lape_layers
+    from lensprobe.present.lape_figures import plot_lape_counts, plot_lape_gap, plot_lape_layer_heatmap, plot_lape_layers
 
     df, seen = table
     fig = plot_lape_counts(df)
@@ -121,7 +121,7 @@ def test_plots_show_the_table(table):
     assert len(fig4.axes[0].get_lines()) >= 4
     with pytest.raises(ValueError, match="language 'go'"):
         plot_lape_layer_heatmap(df, language="go")
-    from lensprobe import plot  # the package-level re-exports delegate here
+    from lensprobe.present import figures as plot  # the package-level re-exports delegate here
 
     again = plot.plot_lape_counts(df).axes[0]
     assert len([ln for ln in again.get_lines() if len(ln.get_xdata())]) == 4

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from lensprobe.probe import Batch, ModelProbe, Probe
+from lensprobe.engine.protocol import Batch, ModelProbe, Probe
 
 
 class LastTokenNorm(Probe):
@@ -30,7 +30,7 @@ class LastTokenNorm(Probe):
             yield Batch(ids, torch.ones_like(ids))
 
     def hook_points(self, adapter):
-        from lensprobe.engine import block_hook_points
+        from lensprobe.engine.hooks import block_hook_points
 
         return block_hook_points(adapter)
 

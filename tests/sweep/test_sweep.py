@@ -15,7 +15,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from lensprobe.probe import SWEEP_COLUMNS
+from lensprobe.engine.protocol import SWEEP_COLUMNS
 from lensprobe.sweep import read_sweep, run_sweep
 from lensprobe.testing import build_tiny_run
 
