@@ -23,6 +23,7 @@ import concurrent.futures
 import hashlib
 import json
 import math
+import os
 import re
 import struct
 import warnings
@@ -50,6 +51,7 @@ __all__ = [
     "weight_hash",
     "tokenizer_hash",
     "has_tokenizer",
+    "load_tokenizer_from",
     "read_safetensors_header",
     "load_loss_log",
     "load_val_log",
@@ -293,6 +295,24 @@ VOLATILE_TOKENIZER_KEYS: frozenset[str] = frozenset({
     "name_or_path", "_name_or_path", "tokenizer_file", "transformers_version", "_commit_hash",
     "chat_template", "model_max_length", "tokenizer_class", "backend", "truncation", "padding",
 })
+
+
+def load_tokenizer_from(path: str | os.PathLike) -> Any:
+    """A tokenizer from a directory (``AutoTokenizer``) or a ``tokenizer.json`` file
+    (``PreTrainedTokenizerFast``); :class:`CheckpointError` naming the path when it cannot be loaded."""
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise CheckpointError(f"tokenizer path {str(path)!r} does not exist")
+    try:
+        if p.is_file():
+            from transformers import PreTrainedTokenizerFast
+
+            return PreTrainedTokenizerFast(tokenizer_file=str(p))
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(p))
+    except Exception as exc:  # transformers raises OSError, ValueError, KeyError, ...
+        raise CheckpointError(f"{p}: cannot load the tokenizer ({type(exc).__name__}: {exc})") from exc
 
 
 def has_tokenizer(path: str | Path) -> bool:
@@ -1164,14 +1184,38 @@ class CheckpointSeries:
             return False
         raise TokenizerMismatchError(msg)
 
-    def load_tokenizer(self) -> Any:
-        """The run's tokenizer (``AutoTokenizer`` from the first checkpoint's tokenizer files)."""
-        from transformers import AutoTokenizer
+    def tokenizer(self, override: Any = None, *, required: bool = True) -> Any:
+        """The series' tokenizer: the one place a tokenizer for a series is resolved.
 
+        ``override`` wins: a tokenizer object is returned as is; a path is loaded with
+        :func:`load_tokenizer_from` (a directory, or a ``tokenizer.json`` file). Otherwise the
+        tokenizer files of the first usable checkpoint that has them are loaded, else the
+        run-level tokenizer (``run_dir`` or ``run_dir/tokenizer``, see :attr:`tokenizer_path`).
+        A fresh tokenizer is loaded on every call.
+
+        When nothing provides a tokenizer, raises :class:`CheckpointError` naming the series and
+        where it looked, or returns None with ``required=False`` (probes that read token ids only,
+        like LAPE on a token store, need none). Tokenizer files that exist but cannot be loaded
+        always raise :class:`CheckpointError` naming the directory.
+        """
+        if not isinstance(required, bool):
+            raise ValueError(f"required must be a bool, got {required!r}")
+        if override is not None:
+            return load_tokenizer_from(override) if isinstance(override, (str, os.PathLike)) else override
         path = next((c.tokenizer_path for c in self._items if c.tokenizer_path), self.tokenizer_path)
         if path is None:
-            raise CheckpointError(f"series {self.run}: no checkpoint has tokenizer files")
-        return AutoTokenizer.from_pretrained(str(path))
+            if not required:
+                return None
+            where = [str(self.run_dir), str(self.run_dir / "tokenizer")] if self.run_dir is not None else []
+            where += [str(c.path) for c in self._items[:3]] + (["..."] if len(self._items) > 3 else [])
+            raise CheckpointError(
+                f"series {self.run}: no tokenizer files ({', '.join(TOKENIZER_VOCAB_FILES[:3])}, ...) in "
+                f"{', '.join(where) or 'any checkpoint'}; pass a tokenizer (object or directory)")
+        return load_tokenizer_from(path)
+
+    def load_tokenizer(self) -> Any:
+        """Same as :meth:`tokenizer` with no override (kept for existing callers)."""
+        return self.tokenizer()
 
     # -- tables -------------------------------------------------------------------------------
 

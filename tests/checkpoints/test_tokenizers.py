@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from lensprobe.checkpoints import (CheckpointSeries, CheckpointWarning, TokenizerMismatchError,
+from lensprobe.checkpoints import (CheckpointError, CheckpointSeries, CheckpointWarning, TokenizerMismatchError,
                                    tokenizer_hash)
 
 
@@ -61,3 +61,42 @@ def test_recorded_tokenizer_hash_in_metadata_is_compared(tmp_path, tools, tokeni
     (run / "checkpoint-2" / "checkpoint.json").write_text(json.dumps(meta))
     with pytest.raises(TokenizerMismatchError, match="checkpoint.json tokenizer_hash differ.*tok-v2: checkpoint-2"):
         CheckpointSeries(run).check_tokenizers()
+
+
+def test_series_tokenizer_resolves_override_checkpoint_and_run_level(tmp_path, tools, tokenizer):
+    run = tools.build_run(tmp_path / "run", "gpt2", [1, 2], tokenizer=tokenizer)
+    series = CheckpointSeries(run)
+    ids = tokenizer("w1 w2 w3").input_ids
+    assert series.tokenizer()("w1 w2 w3").input_ids == ids  # from checkpoint-1's files
+    other = tools.make_tokenizer(variant=1)
+    assert series.tokenizer(other) is other  # an object override wins, returned as is
+    other.save_pretrained(tmp_path / "other")
+    by_dir = series.tokenizer(tmp_path / "other")  # a directory override wins over the checkpoints'
+    assert by_dir("w1001").input_ids == other("w1001").input_ids != tokenizer("w1001").input_ids
+    by_file = series.tokenizer(str(tmp_path / "other" / "tokenizer.json"))  # a tokenizer.json file
+    assert by_file("w1001 w1002").input_ids == other("w1001 w1002").input_ids
+    with pytest.raises(CheckpointError, match="does-not-exist.*does not exist"):
+        series.tokenizer(tmp_path / "does-not-exist")
+
+
+def test_series_tokenizer_without_files_names_where_it_looked(tmp_path, tools, tokenizer):
+    run = tools.build_run(tmp_path / "run", "gpt2", [1, 2], tokenizer=tokenizer)
+    for ckpt in ("checkpoint-1", "checkpoint-2"):
+        for f in (run / ckpt).glob("tokenizer*"):
+            f.unlink()
+        (run / ckpt / "special_tokens_map.json").unlink(missing_ok=True)
+    series = CheckpointSeries(run)
+    with pytest.raises(CheckpointError, match=r"series run: no tokenizer files .* in .*run.*checkpoint-1"):
+        series.tokenizer()
+    assert series.tokenizer(required=False) is None
+    assert series.tokenizer(tokenizer, required=False) is tokenizer
+    with pytest.raises(ValueError, match="required must be a bool"):
+        series.tokenizer(required="no")
+
+
+def test_series_tokenizer_reports_unloadable_files_with_the_directory(tmp_path, tools, tokenizer):
+    run = tools.build_run(tmp_path / "run", "gpt2", [1], tokenizer=tokenizer)
+    series = CheckpointSeries(run)
+    (run / "checkpoint-1" / "tokenizer.json").write_text("{ not json")
+    with pytest.raises(CheckpointError, match=r"checkpoint-1: cannot load the tokenizer"):
+        series.tokenizer(required=False)
