@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors import safe_open
 
-from lensprobe.checkpoints import (CheckpointSeries, CheckpointWarning, _state_dict_hash,
-                                   read_safetensors_header, weight_hash)
+from lensprobe.checkpoints import CheckpointSeries, CheckpointWarning, read_safetensors_header, weight_hash
+from lensprobe.checkpoints.hashing import state_dict_hash
 from lensprobe.testing import tiny_model
 
 
@@ -47,7 +47,7 @@ def test_hash_matches_formula_and_ignores_sharding_and_metadata(tmp_path, tools)
     state = {}
     for f in shards:
         state.update(load_file(str(f)))
-    assert _state_dict_hash(state, "x") == h
+    assert state_dict_hash(state, "x") == h
     # other metadata in the header: same hash
     from safetensors.torch import save_file
     save_file(load_file(str(one / "model.safetensors")), str(tmp_path / "meta.safetensors"),

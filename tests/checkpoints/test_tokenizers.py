@@ -1,12 +1,13 @@
 """Tokenizer identity across a series."""
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
 
 from lensprobe.checkpoints import (CheckpointError, CheckpointSeries, CheckpointWarning, TokenizerMismatchError,
-                                   tokenizer_hash)
+                                   load_tokenizer_from, tokenizer_hash)
 
 
 def test_same_tokenizer_passes_and_a_different_one_is_named(tmp_path, tools, tokenizer):
@@ -100,3 +101,77 @@ def test_series_tokenizer_reports_unloadable_files_with_the_directory(tmp_path, 
     (run / "checkpoint-1" / "tokenizer.json").write_text("{ not json")
     with pytest.raises(CheckpointError, match=r"checkpoint-1: cannot load the tokenizer"):
         series.tokenizer(required=False)
+
+
+def _bpe_tokenizer():
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE())
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    backend.train_from_iterator(["def f(x): return len(x)\n" * 40, "function g($x) { return strlen($x); }\n" * 40],
+                                trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, eos_token="<|endoftext|>",
+                                   bos_token="<|endoftext|>", pad_token="<|endoftext|>")
+
+
+def _write_legacy_copy(src, dst):
+    """``src`` rewritten as older tokenizers/transformers releases save the same tokenizer: merges as
+    "a b" strings, no ``ignore_merges`` field, a tokenizer_config.json with the 4.x keys and a
+    special_tokens_map.json."""
+    dst.mkdir()
+    tok = json.loads((src / "tokenizer.json").read_text())
+    tok["model"]["merges"] = [" ".join(pair) for pair in tok["model"]["merges"]]
+    assert tok["model"].pop("ignore_merges") is False
+    (dst / "tokenizer.json").write_text(json.dumps(tok, indent=2))
+    eos = "<|endoftext|>"
+    (dst / "tokenizer_config.json").write_text(json.dumps({
+        "added_tokens_decoder": {"0": {"content": eos, "lstrip": False, "normalized": False, "rstrip": False,
+                                       "single_word": False, "special": True}},
+        "bos_token": eos, "clean_up_tokenization_spaces": False, "eos_token": eos, "extra_special_tokens": {},
+        "model_max_length": 1000000000000000019884624838656, "pad_token": eos,
+        "tokenizer_class": "PreTrainedTokenizerFast", "transformers_version": "4.46.0"}))
+    (dst / "special_tokens_map.json").write_text(json.dumps({"bos_token": eos, "eos_token": eos, "pad_token": eos}))
+
+
+def test_identity_is_the_tokenizer_not_its_files(tmp_path):
+    """The same tokenizer hashes equal as an object, saved by save_pretrained, and saved the way older
+    library versions write it (different files: the identity is computed from the loaded tokenizer)."""
+    tok = _bpe_tokenizer()
+    tok.save_pretrained(tmp_path / "new")
+    _write_legacy_copy(tmp_path / "new", tmp_path / "old")
+    assert (tmp_path / "new" / "tokenizer.json").read_bytes() != (tmp_path / "old" / "tokenizer.json").read_bytes()
+    ident = tokenizer_hash(tok)
+    assert len(ident) == 64 and int(ident, 16) >= 0
+    assert tokenizer_hash(tmp_path / "new") == ident == tokenizer_hash(tmp_path / "old")
+    legacy = load_tokenizer_from(tmp_path / "old")
+    text = "def f(x): return len(x)\n"
+    assert legacy(text).input_ids == tok(text).input_ids  # what the identity claims: the same ids
+    # independent computation of the definition: SHA-256 of the canonical JSON and the special tokens
+    payload = {"tokenizer": json.loads(tok.backend_tokenizer.to_str()),
+               "special": {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",
+                           "pad_token": "<|endoftext|>", "unk_token": None}}
+    assert ident == hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    tok.add_special_tokens({"unk_token": "<|endoftext|>"})  # a real change
+    assert tokenizer_hash(tok) != ident
+
+
+def test_identity_errors_and_the_files_fallback(tmp_path, tokenizer):
+    with pytest.raises(CheckpointError, match="no tokenizer files"):
+        tokenizer_hash(tmp_path)
+    with pytest.raises(TypeError, match="fast tokenizer"):
+        tokenizer_hash(object())
+    tokenizer.save_pretrained(tmp_path / "bad")
+    (tmp_path / "bad" / "tokenizer.json").write_text("{ not json")
+    with pytest.raises(CheckpointError, match=r"bad: cannot load the tokenizer"):
+        tokenizer_hash(tmp_path / "bad")
+    slow = tmp_path / "slow"  # only a file no converter here can read: identified by its bytes
+    slow.mkdir()
+    (slow / "spiece.model").write_bytes(b"not a sentencepiece model")
+    first = tokenizer_hash(slow)
+    assert first.startswith("files:") and len(first) == len("files:") + 32
+    (slow / "spiece.model").write_bytes(b"another model")
+    assert tokenizer_hash(slow) != first
