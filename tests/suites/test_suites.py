@@ -260,7 +260,9 @@ def test_list_suites_env_dir_and_entry_points(tmp_path, monkeypatch):
 
 
 def test_builtin_dir_is_the_package_data():
-    d = suites._builtin_dir()
+    from lensprobe.suites.discovery import builtin_dir
+
+    d = builtin_dir()
     assert d is not None and (d / "php.yaml").is_file()
 
 
@@ -312,7 +314,7 @@ def test_token_forms_override_and_strict_cli(bpe_tokenizer, tmp_path, capsys):
 
 def test_authoring_guide_example_validates(tmp_path):
     """The worked example in probes/README.md is a valid suite that renders as the guide shows."""
-    guide = (Path(suites.__file__).resolve().parent.parent / "probes" / "README.md").read_text()
+    guide = (Path(suites.__file__).resolve().parents[2] / "probes" / "README.md").read_text()
     block = guide.split("Save as `rust.yaml`")[1].split("```yaml\n", 1)[1].split("```\n", 1)[0]
     path = tmp_path / "rust.yaml"
     path.write_text(block)
