@@ -1,6 +1,8 @@
 """Mixtures as token budgets per language, turned into a deterministic training schedule.
 
-A mixture is what the paper states: tokens per language ("100M Python tokens", "PHP 5B").
+A mixture is what the paper states: tokens per language ("100M Python tokens", "PHP 5B"); budgets
+are read by :func:`lensprobe.token_counts.parse_token_count` and mixture files by
+:mod:`lensprobe.mixture_file`.
 :class:`MixtureSchedule` cuts each language's budget into windows of ``context + 1`` tokens
 (concatenate-and-chunk of the flat token file, documents separated by eos) and interleaves the
 languages over global window slots so that the per-language counts are exact at every prefix:
@@ -18,79 +20,18 @@ language's tokens at most ``max_epochs`` times.
 from __future__ import annotations
 
 import math
-import re
 import zlib
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
+
+from lensprobe.token_counts import parse_token_count
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
     from .tokens import TokenStore
-
-_SUFFIX = {"": 1, "k": 10 ** 3, "m": 10 ** 6, "b": 10 ** 9, "g": 10 ** 9, "t": 10 ** 12}
-_NUMBER = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*(?:tokens?)?\s*$", re.IGNORECASE)
-
-
-def parse_tokens(value: int | str) -> int:
-    """Token counts: ``100000``, ``"100M"`` -> 100_000_000, ``"5B"``, ``"1.5k"`` -> 1500, ``"2e9"``.
-
-    Suffixes k (10^3), M (10^6), B or G (10^9), T (10^12), case-insensitive; ``_`` and ``,`` are
-    ignored. The result must be a non-negative whole number.
-    """
-    if isinstance(value, bool):
-        raise ValueError(f"expected a token count, got {value!r}")
-    if isinstance(value, (int, np.integer)):
-        if value < 0:
-            raise ValueError(f"a token count must be >= 0, got {value}")
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value) or value < 0 or value != int(value):
-            raise ValueError(f"a token count must be a non-negative whole number, got {value!r}")
-        return int(value)
-    if not isinstance(value, str):
-        raise ValueError(f"expected a token count (int or string like '100M'), got {type(value).__name__} {value!r}")
-    match = _NUMBER.match(value.replace("_", "").replace(",", ""))
-    if not match:
-        raise ValueError(f"cannot read {value!r} as a token count (examples: 100000, '100M', '5B', '1.5k')")
-    try:
-        number = Decimal(match.group(1)) * _SUFFIX[match.group(2).lower()]
-    except InvalidOperation as exc:  # pragma: no cover - the regex admits only decimals
-        raise ValueError(f"cannot read {value!r} as a token count") from exc
-    if number != number.to_integral_value():
-        raise ValueError(f"{value!r} is not a whole number of tokens ({number})")
-    return int(number)
-
-
-def load_mixture_file(path: str | Path) -> dict[str, int]:
-    """``tokens:`` of a mixture YAML (``tokens: {python: 100000000, php: "5B"}``; other keys free)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise FileNotFoundError(f"{path}: mixture file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ValueError(f"{path}: not valid YAML ({exc})") from exc
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{path}: expected a mapping with a 'tokens' field")
-    tokens = data.get("tokens")
-    if not isinstance(tokens, Mapping) or not tokens:
-        raise ValueError(f"{path}: field 'tokens' must be a non-empty mapping language -> tokens")
-    out: dict[str, int] = {}
-    for lang, value in tokens.items():
-        if not isinstance(lang, str):
-            raise ValueError(f"{path}: field 'tokens' has a non-string key {lang!r}")
-        try:
-            out[lang] = parse_tokens(value)
-        except ValueError as exc:
-            raise ValueError(f"{path}: field 'tokens.{lang}': {exc}") from exc
-    return out
 
 
 def interleave(counts: list[int], order: list[int], start: int, stop: int, state: dict | None = None) -> np.ndarray:
@@ -161,7 +102,7 @@ class MixtureSchedule:
         budgets: dict[str, int] = {}
         for lang, value in self.budgets.items():
             try:
-                budgets[lang] = parse_tokens(value)
+                budgets[lang] = parse_token_count(value)
             except ValueError as exc:
                 raise ValueError(f"mixture: budget for {lang}: {exc}") from exc
         self.budgets = budgets
@@ -336,4 +277,4 @@ class MixtureSchedule:
         return {lang: n * width for lang, n in self.counts_before(slot).items()}
 
 
-__all__ = ["parse_tokens", "load_mixture_file", "MixtureSchedule", "interleave"]
+__all__ = ["MixtureSchedule", "interleave"]

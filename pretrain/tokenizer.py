@@ -10,16 +10,18 @@ wherever they occur (whitespace is its own token), which the logit lens needs.
 Special token: ``<|endoftext|>`` is the eos, bos and pad token (GPT-2's convention); documents
 are separated by it in the token files. Nothing is added automatically when encoding.
 The tokenizer is saved as an HF fast tokenizer (``tokenizer.json`` + ``tokenizer_config.json``)
-plus ``lensprobe_tokenizer.json`` (training metadata and hash).
+plus ``lensprobe_tokenizer.json`` (training metadata and hash). The hash is
+:func:`lensprobe.checkpoints.tokenizer.tokenizer_hash`, the one tokenizer identity (docs/checkpoints.md).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
+
+from lensprobe.checkpoints.tokenizer import tokenizer_hash  # the one tokenizer identity, re-exported
 
 from .programs import check_language
 
@@ -172,20 +174,6 @@ def load_tokenizer(path: str | os.PathLike):
     if tok.eos_token is None:
         raise ValueError(f"{path}: the tokenizer has no eos token (documents are separated by it)")
     return tok
-
-
-def tokenizer_hash(tokenizer_or_path: Any) -> str:
-    """SHA-256 (hex) of the canonical tokenizer JSON and its special tokens; same for a tokenizer
-    object and its saved directory."""
-    tok = tokenizer_or_path
-    if isinstance(tokenizer_or_path, (str, os.PathLike)):
-        tok = load_tokenizer(tokenizer_or_path)
-    backend = getattr(tok, "backend_tokenizer", None)
-    if backend is None:
-        raise TypeError(f"tokenizer_hash: expected a fast tokenizer or a directory, got {type(tok).__name__}")
-    payload = {"tokenizer": json.loads(backend.to_str()),
-               "special": {k: getattr(tok, k, None) for k in ("bos_token", "eos_token", "pad_token", "unk_token")}}
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 __all__ = ["train_tokenizer", "load_tokenizer", "tokenizer_hash", "balanced_sample", "EOS_TOKEN",

@@ -27,10 +27,11 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from lensprobe.checkpoints.tokenizer import tokenizer_hash
+from lensprobe.token_counts import parse_token_count
+
 from .filters import DocumentFilter, FilterConfig
-from .mixture import parse_tokens
 from .programs import check_language
-from .tokenizer import tokenizer_hash
 
 FORMAT = "lensprobe-tokens/1"
 MANIFEST = "manifest.json"
@@ -237,7 +238,7 @@ def tokenize_corpus(corpus: Any, tokenizer: Any, out_dir: str | os.PathLike, *,
             targets[lang] = None
         else:
             try:
-                targets[lang] = parse_tokens(value)
+                targets[lang] = parse_token_count(value)
             except ValueError as exc:
                 raise ValueError(f"tokens_per_language.{lang}: {exc}") from exc
 

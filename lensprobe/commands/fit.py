@@ -169,10 +169,11 @@ def _recommend(args) -> int:
 
 def _share(args) -> int:
     from lensprobe import fit
+    from lensprobe.token_counts import parse_token_quantity
 
-    py = fit.parse_tokens(args.eta_python)
+    py = parse_token_quantity(args.eta_python)
     if args.target_tokens is not None:
-        print(f"P = {fit.python_share_from_tokens(py, fit.parse_tokens(args.target_tokens)):.4f}")
+        print(f"P = {fit.python_share_from_tokens(py, parse_token_quantity(args.target_tokens)):.4f}")
     else:
         print(f"eta_target = {fit.tokens_for_share(py, args.share):.6g}")
     return 0
@@ -205,6 +206,7 @@ def _law(args) -> int:
 
 def _allocate(args) -> int:
     from lensprobe import fit
+    from lensprobe.token_counts import parse_token_quantity
     from lensprobe.analysis.fit.runs import read_table
 
     langs = [c.strip() for c in args.languages.split(",") if c.strip()]
@@ -212,11 +214,11 @@ def _allocate(args) -> int:
     law = fit.fit_law(args.law, df, x=langs, y=args.y, n_starts=args.n_starts, seed=args.seed)
     if args.bootstrap:
         law.bootstrap(args.bootstrap, seed=args.seed)
-    avail = {k: fit.parse_tokens(v) for k, v in _kv(args.availability).items()} if args.availability else None
+    avail = {k: parse_token_quantity(v) for k, v in _kv(args.availability).items()} if args.availability else None
     result = fit.allocate(
-        law, languages=langs, total_tokens=fit.parse_tokens(args.total), availability=avail,
+        law, languages=langs, total_tokens=parse_token_quantity(args.total), availability=avail,
         max_epochs=args.max_epochs, min_share={k: float(v) for k, v in _kv(args.min_share).items()} if args.min_share else 0.0,
-        anchor={k: fit.parse_tokens(v) for k, v in _kv(args.anchor).items()} if args.anchor else None,
+        anchor={k: parse_token_quantity(v) for k, v in _kv(args.anchor).items()} if args.anchor else None,
         support=None if args.no_support_guard else "auto", maximize=args.maximize, n_starts=args.n_starts, seed=args.seed)
     print(result.comparison.to_string(index=False))
     print("tokens:", result.tokens)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pretrain.mixture import MixtureSchedule, interleave, load_mixture_file, parse_tokens
+from pretrain.mixture import MixtureSchedule, interleave
 
 
 class FakeStore:
@@ -19,21 +19,6 @@ class FakeStore:
 
     def tokens(self, lang, split="train"):
         return self._arrays[lang]
-
-
-@pytest.mark.parametrize("value, expected", [
-    (100, 100), ("100M", 100_000_000), ("5B", 5_000_000_000), ("1.5k", 1500), ("2G", 2 * 10 ** 9),
-    ("1_000", 1000), ("2e3", 2000), ("3 T", 3 * 10 ** 12), (1e9, 10 ** 9), ("0", 0), ("7 tokens", 7),
-    (np.int64(5), 5),
-])
-def test_parse_tokens(value, expected):
-    assert parse_tokens(value) == expected
-
-
-@pytest.mark.parametrize("value", ["1.5", "-3", "ten", "1.2345k", True, None, 1.5, -1, "5 X"])
-def test_parse_tokens_rejects(value):
-    with pytest.raises(ValueError):
-        parse_tokens(value)
 
 
 def _check_prefixes(seq, counts):
@@ -171,17 +156,3 @@ def test_real_token_store(tmp_path, tokenizer):
         arr = np.asarray(store.tokens(lang))
         starts = [i for i in range(0, len(arr) - 31, 32) if np.array_equal(arr[i:i + 32], row)]
         assert starts, "every row is a window of its language's file"
-
-
-def test_load_mixture_file(tmp_path):
-    f = tmp_path / "mix.yaml"
-    f.write_text("tokens:\n  python: 100000000\n  php: 5B\nsource: fit\n")
-    assert load_mixture_file(f) == {"python": 100_000_000, "php": 5_000_000_000}
-    f.write_text("tokens:\n  python: lots\n")
-    with pytest.raises(ValueError, match=r"mix\.yaml: field 'tokens\.python'"):
-        load_mixture_file(f)
-    f.write_text("budget: 3\n")
-    with pytest.raises(ValueError, match=r"mix\.yaml: field 'tokens'"):
-        load_mixture_file(f)
-    with pytest.raises(FileNotFoundError, match="missing.yaml"):
-        load_mixture_file(tmp_path / "missing.yaml")

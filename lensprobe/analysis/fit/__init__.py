@@ -9,17 +9,17 @@ Laws and fitting
 Allocation
     allocate -> Allocation (mixture, predictions with intervals, uniform/natural comparison)
 Mixture files
-    write_mixture, read_mixture
+    write_mixture, read_mixture (from lensprobe.mixture_file, the one reader pretraining uses too)
 """
 from __future__ import annotations
 
 from .allocation import Allocation, InfeasibleAllocation, allocate, project_to_box_simplex
 from .share import (PAPER_ALPHA_WINDOW, LogLinearFit, NoFiniteTokens, PythonShare, alpha_window_mask, fit_log_linear,
-                    loss_noise, parse_tokens, python_share_from_loss, python_share_from_tokens, sliding_mean,
+                    loss_noise, python_share_from_loss, python_share_from_tokens, sliding_mean,
                     tokens_for_share)
 from .fitting import BootstrapResult, LawFit, Validation, fit_law
 from .laws import Law, list_laws, make_law, register_law
-from .mixture_file import read_mixture, write_mixture
+from lensprobe.mixture_file import read_mixture, write_mixture
 from .recommend import (BestShare, MixtureRecommendation, PredictedVsActual, Recommendation, best_checkpoint_set,
                         predicted_vs_actual, recommend_mixture, recommend_tokens, share_at_best)
 from .regmix import REGMIX_TARGET, RegmixComparison, load_regmix, regmix_comparison
@@ -28,7 +28,7 @@ from .synergy import synergy_matrix, tau_from_synergy
 from lensprobe.present.fit_figures import plot_law_fit, plot_predicted_vs_actual, plot_share_curve
 
 __all__ = [
-    "python_share_from_loss", "python_share_from_tokens", "tokens_for_share", "fit_log_linear", "parse_tokens",
+    "python_share_from_loss", "python_share_from_tokens", "tokens_for_share", "fit_log_linear",
     "sliding_mean", "PythonShare", "LogLinearFit", "NoFiniteTokens", "PAPER_ALPHA_WINDOW", "alpha_window_mask",
     "loss_noise",
     "BabelRun", "LossCurve", "PerformanceUnits", "load_run", "recommend_tokens", "recommend_mixture",

@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize
 
+from lensprobe.mixture_file import write_mixture
+
 from .fitting import LawFit
-from .mixture_file import write_mixture
 
 __all__ = ["allocate", "Allocation", "InfeasibleAllocation", "project_to_box_simplex"]
 

@@ -24,9 +24,11 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .share import (PAPER_ALPHA_WINDOW, NoFiniteTokens, PythonShare, loss_noise, parse_tokens, python_share_from_loss,
+from lensprobe.mixture_file import write_mixture
+from lensprobe.token_counts import parse_token_quantity
+
+from .share import (PAPER_ALPHA_WINDOW, NoFiniteTokens, PythonShare, loss_noise, python_share_from_loss,
                     python_share_from_tokens, sliding_mean, tokens_for_share)
-from .mixture_file import write_mixture
 from .runs import BabelRun, LossCurve, load_run
 
 __all__ = ["Recommendation", "MixtureRecommendation", "PredictedVsActual", "BestShare", "recommend_tokens",
@@ -349,7 +351,7 @@ def recommend_tokens(
     run = as_run(run, target=target)
     if run.target is None:
         raise ValueError(f"{run.name!r}: the target language is unknown; pass target=")
-    eta_py = parse_tokens(eta_python)
+    eta_py = parse_token_quantity(eta_python)
     if eta_py <= 0:
         raise ValueError(f"eta_python must be positive, got {eta_python!r}")
     if resample not in ("auto", "items", "seeds", "none"):
@@ -456,7 +458,7 @@ def recommend_mixture(runs: Mapping[str, object], *, metric: str, eta_python: fl
     """Algorithm 1 for several languages (one continual run each), Python fixed at ``eta_python``."""
     if not runs:
         raise ValueError("no runs given")
-    eta_py = parse_tokens(eta_python)
+    eta_py = parse_token_quantity(eta_python)
     recs = {}
     for lang, run in runs.items():
         if lang == "python":
@@ -513,8 +515,8 @@ def predicted_vs_actual(continual, mixtures: pd.DataFrame | list[dict], *, metri
     curve["smoothed"] = sliding_mean(curve["value"].to_numpy(), window=window)
     by_share = curve.groupby("share", as_index=False)["smoothed"].mean()
     mix = mix.copy()
-    mix["share"] = python_share_from_tokens(mix["eta_python"].map(parse_tokens).to_numpy(float),
-                                            mix["eta_target"].map(parse_tokens).to_numpy(float))
+    mix["share"] = python_share_from_tokens(mix["eta_python"].map(parse_token_quantity).to_numpy(float),
+                                            mix["eta_target"].map(parse_token_quantity).to_numpy(float))
     mix["predicted"] = np.interp(mix["share"], by_share["share"], by_share["smoothed"])
     mix["error"] = mix["predicted"] - mix["value"]
     mix = mix.rename(columns={"value": "actual"})

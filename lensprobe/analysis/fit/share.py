@@ -11,7 +11,6 @@ Inverse eta_target = eta_py / P - eta_py  (P = 0: no finite answer; P = 1: zero 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -30,7 +29,6 @@ __all__ = [
     "python_share_from_tokens",
     "tokens_for_share",
     "fit_log_linear",
-    "parse_tokens",
     "sliding_mean",
 ]
 
@@ -329,23 +327,6 @@ def fit_log_linear(x, y, *, base: float = 10) -> LogLinearFit:
     ss_tot = float(((ys - ys.mean()) ** 2).sum())
     r2 = 1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else 1.0
     return LogLinearFit(a=float(a), b=float(b), base=float(base), r2=r2, n=int(xs.size))
-
-
-_SUFFIX = {"": 1, "K": 10**3, "M": 10**6, "B": 10**9, "G": 10**9, "T": 10**12}
-
-
-def parse_tokens(text: str | float | int) -> float:
-    """'11B' -> 11e9, '100M' -> 1e8, '5e9' -> 5e9, 123 -> 123."""
-    if isinstance(text, (int, float, np.integer, np.floating)):
-        value = float(text)
-    else:
-        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMbBgGtT]?)\s*", str(text))
-        if not m:
-            raise ValueError(f"cannot read a token count from {text!r} (use e.g. 11B, 100M, 5e9)")
-        value = float(m.group(1)) * _SUFFIX[m.group(2).upper()]
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"token count must be a non-negative number, got {text!r}")
-    return value
 
 
 def sliding_mean(values, *, window: int = 5) -> np.ndarray:

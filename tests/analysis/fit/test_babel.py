@@ -5,8 +5,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensprobe.analysis.fit import (NoFiniteTokens, fit_log_linear, loss_noise, parse_tokens, python_share_from_loss,
+from lensprobe.analysis.fit import (NoFiniteTokens, fit_log_linear, loss_noise, python_share_from_loss,
                            python_share_from_tokens, sliding_mean, tokens_for_share)
+from lensprobe.token_counts import parse_token_quantity
 
 CORPUS_B = {"php": 23, "go": 11, "csharp": 16, "cpp": 28}  # Table 1, billions of tokens
 ETA_PY = 11
@@ -167,11 +168,11 @@ def test_log_linear_with_noise_matches_numpy():
         fit_log_linear([0, 1], [1, 2])
 
 
-def test_parse_tokens_and_sliding_mean():
-    assert parse_tokens("11B") == 11e9 and parse_tokens("100M") == 1e8 and parse_tokens("5e9") == 5e9
-    assert parse_tokens(7) == 7.0
+def test_token_quantities_and_sliding_mean():
+    assert parse_token_quantity("11B") == 11e9 and parse_token_quantity("100M") == 1e8
+    assert parse_token_quantity("5e9") == 5e9 and parse_token_quantity(7) == 7.0
     with pytest.raises(ValueError, match="token count"):
-        parse_tokens("eleven")
+        parse_token_quantity("eleven")
     v = np.array([0, 0, 5, 0, 0, 10.0])
     np.testing.assert_allclose(sliding_mean(v, window=3), [0, 5 / 3, 5 / 3, 5 / 3, 10 / 3, 5])
     # any width, odd or even, and row-wise on a matrix: pandas' centred rolling mean is the reference
