@@ -76,6 +76,11 @@ def test_parse_budget_and_overrides_are_pure():
     assert parse_budget("2.5B", "x") == 2_500_000_000
     assert parse_budget("20k", "x") == 20_000
     assert parse_budget(1234, "x") == 1234
+    assert parse_budget("4.1M", "x") == 4_100_000  # decimal, not float("4.1") * 1e6 = 4099999.9999999995
+    with pytest.raises(ConfigError, match=r"^x: expected a token count like 100M \(not a token count: '1.2345k'"):
+        parse_budget("1.2345k", "x")  # not a whole number of tokens
+    with pytest.raises(ConfigError, match="x: token count must be positive"):
+        parse_budget("0", "x")
     data = {"optim": {"lr": 1.0}}
     new = apply_overrides(data, ["optim.lr=2", "data.corpus.kind=files"])
     assert data == {"optim": {"lr": 1.0}} and new["optim"]["lr"] == 2 and new["data"]["corpus"] == {"kind": "files"}
