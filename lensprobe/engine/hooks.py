@@ -32,7 +32,8 @@ from typing import Any, Callable, Iterator, Mapping, Sequence, Union
 import torch
 from torch import nn
 
-from lensprobe.engine.adapters import BoundAdapter, LoadedModel, block_output, get_adapter
+from lensprobe.engine.adapters.loading import LoadedModel
+from lensprobe.engine.adapters.registry import BoundAdapter, block_output, get_adapter
 from lensprobe.engine.protocol import Batch, Probe
 
 __all__ = [

@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lensprobe.engine.adapters import BoundAdapter, LoadedModel, get_adapter
+from lensprobe.engine.adapters.loading import LoadedModel
+from lensprobe.engine.adapters.registry import BoundAdapter, get_adapter
 from lensprobe.engine.hooks import block_hook_points, forward_batch, point_layer, validate_batch
 from lensprobe.engine.protocol import Batch
 

@@ -12,7 +12,8 @@ from safetensors.torch import load_file, save_file
 
 from lensprobe.engine.adapters import (ArchitectureAdapter, BoundAdapter, CheckpointLoadError, LensCheckError,
                                 UnknownArchitectureError, UnsafeCheckpointError, get_adapter, load_model,
-                                register_adapter, verify_lens, _REGISTRY)
+                                register_adapter, verify_lens)
+from lensprobe.engine.adapters.registry import _REGISTRY
 from lensprobe.engine.hooks import attach_hooks, neuron_hook_points
 from lensprobe.testing import TINY_CONFIGS, tiny_model, tiny_tokenizer
 
