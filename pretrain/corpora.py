@@ -4,8 +4,8 @@
 :class:`Document` s of one language, in a deterministic order:
 
 * ``"embedded"`` / ``{"kind": "embedded", "seed": 0, "parallel_pairs": 0.0}``: the built-in,
-  unlimited generator of small programs (:mod:`pretrain.programs`); the ``i``-th document of
-  every language is the same program. With ``parallel_pairs=p`` a share ``p`` of the documents
+  unlimited generator of small programs (:mod:`pretrain.programs`, rendered by :mod:`pretrain.render`);
+  the ``i``-th document of every language is the same program. With ``parallel_pairs=p`` a share ``p`` of the documents
   are a program in a partner language followed by its translation ("parallel pairing").
 * ``{"kind": "files", "path": DIR}``: source files below ``DIR``, language by extension; licences
   from ``DIR/corpus.json`` (written by ``scripts/build_debian_corpus.sh``) when present.
@@ -14,44 +14,28 @@
   from a path column's extension; ``licence_field`` names an optional licence column.
 * ``{"kind": "hf_disk", "path": DIR}``: a ``datasets`` dataset saved with ``save_to_disk``
   (same fields as jsonl/parquet).
+* ``{"kind": "babel", "stage": ..., ...}``: the synthetic Babel benchmark's concept corpora
+  (:func:`lensprobe.babel.corpus.babel_corpus`), a kind that lives outside ``pretrain``: such kinds
+  are named in :data:`CORPUS_PLUGINS` as ``"module:function"`` and imported on use.
+
+Languages are the canonical names of :mod:`lensprobe.languages`.
 """
 from __future__ import annotations
 
-from lensprobe.files import iter_jsonl
-
+import importlib
 import json
 import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
-from .programs import LANGUAGES, check_language, generate_program, render
+from lensprobe.files import iter_jsonl
+from lensprobe.languages import EXTENSIONS, LANGUAGE_INFO, LANGUAGES, canonical_language_or_none, check_language, \
+    language_of_path
 
-EXTENSIONS: dict[str, str] = {
-    ".py": "python", ".php": "php", ".cs": "csharp", ".go": "go", ".cpp": "cpp", ".cc": "cpp",
-    ".cxx": "cpp", ".hpp": "cpp", ".hh": "cpp", ".hxx": "cpp", ".c++": "cpp", ".ipp": "cpp",
-    ".tcc": "cpp",
-}
-"""File extension -> canonical language (``.h`` is left out: it is as often C as C++)."""
-
-_LANGUAGE_ALIASES: dict[str, str] = {
-    "python": "python", "py": "python", "python3": "python", "php": "php", "c#": "csharp",
-    "csharp": "csharp", "c-sharp": "csharp", "cs": "csharp", "go": "go", "golang": "go",
-    "c++": "cpp", "cpp": "cpp", "cxx": "cpp",
-}
-
-_COMMENT = {"python": "#", "php": "//", "csharp": "//", "go": "//", "cpp": "//"}
-_DISPLAY = {"python": "Python", "php": "PHP", "csharp": "C#", "go": "Go", "cpp": "C++"}
-
-
-def canonical_language(name: str) -> str | None:
-    """``"C#"`` -> ``"csharp"``, ``"C++"`` -> ``"cpp"``; ``None`` for other languages."""
-    return _LANGUAGE_ALIASES.get(str(name).strip().lower())
-
-
-def language_of_path(path: str) -> str | None:
-    return EXTENSIONS.get(os.path.splitext(str(path))[1].lower())
+from .programs import generate_program
+from .render import render_program
 
 
 @dataclass
@@ -142,13 +126,13 @@ class EmbeddedCorpus(Corpus):
 
     def document(self, language: str, index: int) -> Document:
         program = generate_program(self.seed, index)
-        text = render(program, language)
+        text = render_program(program, language)
         source = f"embedded:{self.seed}:{index}"
         other = self.partner(language, index) if self.is_pair(index) else None
         if other is not None:
-            c_other, c_lang = _COMMENT[other], _COMMENT[language]
-            text = (f"{c_other} {_DISPLAY[other]} version\n{render(program, other)}\n"
-                    f"{c_lang} The same program in {_DISPLAY[language]}\n{text}")
+            o, lang = LANGUAGE_INFO[other], LANGUAGE_INFO[language]
+            text = (f"{o.line_comment} {o.display} version\n{render_program(program, other)}\n"
+                    f"{lang.line_comment} The same program in {lang.display}\n{text}")
             source += f":pair:{other}"
         return Document(text, language, source, "generated (lensprobe, MIT)")
 
@@ -279,7 +263,7 @@ class _RecordCorpus(Corpus):
     def _language_of(self, record: Mapping[str, Any], lang_field, path_field) -> str | None:
         if lang_field is not None:
             value = record.get(lang_field)
-            return canonical_language(value) if value is not None else None
+            return canonical_language_or_none(value) if value is not None else None
         value = record.get(path_field)
         return language_of_path(value) if value is not None else None
 
@@ -389,6 +373,22 @@ class HFDiskCorpus(_RecordCorpus):
 
 _KINDS = {"embedded": EmbeddedCorpus, "files": FileCorpus, "jsonl": JsonlCorpus,
           "parquet": ParquetCorpus, "hf_disk": HFDiskCorpus}
+#: corpus kinds defined outside ``pretrain``: kind -> ``"module:function"``, imported when a spec
+#: of that kind is opened; the function takes ``languages=`` and the spec's other fields and
+#: returns a corpus (``documents(language)``, ``languages``), raising ValueError for a bad spec
+CORPUS_PLUGINS: dict[str, str] = {"babel": "lensprobe.babel.corpus:babel_corpus"}
+#: every kind :func:`open_corpus` accepts
+CORPUS_KINDS: tuple[str, ...] = (*_KINDS, *CORPUS_PLUGINS)
+
+
+def corpus_plugin(kind: str) -> Callable[..., Any]:
+    """The factory of a plugin corpus kind (:data:`CORPUS_PLUGINS`), imported now."""
+    target = CORPUS_PLUGINS[kind]
+    module, _, name = target.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"corpus kind {kind!r}: cannot load {target} ({exc})") from exc
 
 
 def open_corpus(spec: dict | str, *, languages: Sequence[str] | None = None) -> Corpus:
@@ -415,15 +415,13 @@ def open_corpus(spec: dict | str, *, languages: Sequence[str] | None = None) -> 
         raise ValueError(f"corpus spec must be a string or a mapping, got {type(spec).__name__}")
     spec = dict(spec)
     kind = spec.pop("kind", None)
-    if kind not in _KINDS and kind != "babel":
-        raise ValueError(f"corpus spec: 'kind' must be one of {', '.join([*_KINDS, 'babel'])}, got {kind!r}")
+    if kind not in CORPUS_KINDS:
+        raise ValueError(f"corpus spec: 'kind' must be one of {', '.join(CORPUS_KINDS)}, got {kind!r}")
     if "languages" in spec:
         spec_languages = spec.pop("languages")
         languages = languages or spec_languages
-    if kind == "babel":  # the synthetic Babel benchmark's concept corpora (lensprobe.babel.corpus)
-        from lensprobe.babel.corpus import babel_corpus
-
-        return babel_corpus(languages=languages, **spec)
+    if kind in CORPUS_PLUGINS:
+        return corpus_plugin(kind)(languages=languages, **spec)
     cls = _KINDS[kind]
     if kind != "embedded" and "path" not in spec:
         raise ValueError(f"corpus spec of kind {kind!r}: missing 'path'")
@@ -437,4 +435,4 @@ def open_corpus(spec: dict | str, *, languages: Sequence[str] | None = None) -> 
 
 
 __all__ = ["Document", "Corpus", "EmbeddedCorpus", "FileCorpus", "JsonlCorpus", "ParquetCorpus",
-           "HFDiskCorpus", "open_corpus", "canonical_language", "language_of_path", "EXTENSIONS"]
+           "HFDiskCorpus", "open_corpus", "CORPUS_KINDS", "CORPUS_PLUGINS", "corpus_plugin"]

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from lensprobe.checkpoints.tokenizer import tokenizer_hash  # the one tokenizer identity, re-exported
-
-from .programs import check_language
+from lensprobe.files import atomic_write_json
+from lensprobe.languages import check_language
 
 EOS_TOKEN = "<|endoftext|>"
 METADATA_FILE = "lensprobe_tokenizer.json"
@@ -154,8 +154,6 @@ def train_tokenizer(corpus: Any, *, languages: Sequence[str], vocab_size: int = 
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         fast.save_pretrained(str(out))
-        from lensprobe.files import atomic_write_json
-
         sample_bytes = {lang: sum(len(t.encode("utf-8")) for t in texts[lang]) for lang in languages}
         atomic_write_json(out / METADATA_FILE, {"settings": settings, "sample_bytes": sample_bytes,
                                                 "hash": tokenizer_hash(fast), "eos_token": EOS_TOKEN,

@@ -28,10 +28,11 @@ import numpy as np
 import pandas as pd
 
 from lensprobe.checkpoints.tokenizer import tokenizer_hash
+from lensprobe.files import atomic_write_json
+from lensprobe.languages import check_language
 from lensprobe.token_counts import parse_token_count
 
 from .filters import DocumentFilter, FilterConfig
-from .programs import check_language
 
 FORMAT = "lensprobe-tokens/1"
 MANIFEST = "manifest.json"
@@ -213,8 +214,6 @@ def tokenize_corpus(corpus: Any, tokenizer: Any, out_dir: str | os.PathLike, *,
     ``None`` takes the whole of a finite corpus). ``filters``: ``None`` (none), ``True`` /
     ``"starcoder"`` (defaults of :class:`pretrain.filters.FilterConfig`) or a mapping of its fields.
     """
-    from lensprobe.files import atomic_write_json
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not isinstance(tokens_per_language, Mapping) or not tokens_per_language:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
+from lensprobe.languages import LANGUAGES
 from pretrain.corpora import open_corpus
-from pretrain.programs import LANGUAGES
 from pretrain.tokenizer import train_tokenizer
 
 

@@ -8,7 +8,8 @@ import json
 import pytest
 
 from pretrain.corpora import EmbeddedCorpus, open_corpus
-from pretrain.programs import generate_program, render
+from pretrain.programs import generate_program
+from pretrain.render import render_program
 
 
 def take(it, n):
@@ -23,7 +24,7 @@ def test_embedded_is_deterministic_unlimited_and_parallel():
     assert [d.text for d in docs] == [d.text for d in take(b.documents("go"), 5)]
     # the i-th document of every language is the i-th program of the seed's stream
     for i, doc in enumerate(docs):
-        assert doc.text == render(generate_program(0, i), "go")
+        assert doc.text == render_program(generate_program(0, i), "go")
         assert doc.language == "go" and doc.source == f"embedded:0:{i}"
     other = take(open_corpus({"kind": "embedded", "seed": 1}).documents("go"), 5)
     assert all(x.text != y.text for x, y in zip(docs, other))
@@ -39,11 +40,11 @@ def test_parallel_pairs_put_a_program_before_its_translation():
     assert 8 <= len(pairs) <= 32  # about half
     for i, doc in pairs:
         program = generate_program(2, i)
-        python, php = render(program, "python"), render(program, "php")
+        python, php = render_program(program, "python"), render_program(program, "php")
         assert doc.text.index(python) < doc.text.index(php)
         assert doc.source.endswith(":pair:python")
     singles = [(i, d) for i, d in enumerate(docs) if ":pair:" not in d.source]
-    assert all(d.text == render(generate_program(2, i), "php") for i, d in singles)
+    assert all(d.text == render_program(generate_program(2, i), "php") for i, d in singles)
     # partners come from the corpus's own languages only
     only_python = EmbeddedCorpus(seed=2, parallel_pairs=1.0, languages=["python"])
     assert all(":pair:" not in d.source for d in take(only_python.documents("python"), 5))

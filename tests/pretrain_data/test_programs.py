@@ -7,8 +7,10 @@ import shutil
 
 import pytest
 
-from pretrain.programs import LANGUAGES, generate_program, render
-from pretrain.programs_gen import _NOUNS, _VERBS
+from lensprobe.languages import LANGUAGES
+from pretrain.programs import generate_program
+from pretrain.programs.generate import _NOUNS, _VERBS
+from pretrain.render import render_program
 
 from . import syntax_tools
 
@@ -16,9 +18,9 @@ SAMPLE = [generate_program(7, i) for i in range(60)]
 
 
 def test_generator_is_deterministic_per_seed_and_index():
-    a = [render(generate_program(3, i), "python") for i in range(10)]
-    b = [render(generate_program(3, i), "python") for i in range(10)]
-    c = [render(generate_program(4, i), "python") for i in range(10)]
+    a = [render_program(generate_program(3, i), "python") for i in range(10)]
+    b = [render_program(generate_program(3, i), "python") for i in range(10)]
+    c = [render_program(generate_program(4, i), "python") for i in range(10)]
     assert a == b
     assert sum(x != y for x, y in zip(a, c)) >= 9
     assert len(set(a)) == 10  # programs of one stream differ
@@ -41,7 +43,7 @@ def test_the_same_program_in_every_language(index):
     program = SAMPLE[index]
     literals = program.string_literals()
     for lang in LANGUAGES:
-        text = render(program, lang)
+        text = render_program(program, lang)
         # every string literal, in source order (an independent check that the renderings are
         # the same program: a subsequence match of the literal texts)
         pos = 0
@@ -57,7 +59,7 @@ def test_the_same_program_in_every_language(index):
                     "cpp": rf"\n\S[^\n]* {name}\([^;]*\) {{"}[lang]
             assert len(re.findall(defs, text)) == 1, (lang, name)
     # every helper is called as often in every language
-    calls = {lang: sum(render(program, lang).count(_function_name(f.name, lang) + "(")
+    calls = {lang: sum(render_program(program, lang).count(_function_name(f.name, lang) + "(")
                        for f in program.functions) for lang in LANGUAGES}
     assert len(set(calls.values())) == 1, calls
 
@@ -81,7 +83,7 @@ def test_python_rendering_matches_the_model():
         counts: dict = {}
         walk(program.functions, counts)
         walk(program.main, counts)
-        tree = ast.parse(render(program, "python"))
+        tree = ast.parse(render_program(program, "python"))
         nodes = list(ast.walk(tree))
         n_for = sum(isinstance(n, ast.For) for n in nodes)
         assert n_for == counts.get("ForEach", 0) + counts.get("ForRange", 0)
@@ -117,7 +119,7 @@ CONSTRUCTS = {
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_every_construct_appears_in_a_sample(language):
-    text = "\n".join(render(p, language) for p in SAMPLE)
+    text = "\n".join(render_program(p, language) for p in SAMPLE)
     missing = [c for c in CONSTRUCTS[language] if not re.search(c, text)]
     assert not missing, f"{language}: never produced {missing}"
 
@@ -173,7 +175,7 @@ def test_programs_are_valid_in_each_language(language, tmp_path):
     if not syntax_tools.have(language):
         pytest.skip(f"{syntax_tools.TOOLS[language]} is not installed")
     n = {"python": 60, "php": 12, "go": 40, "cpp": 16, "csharp": 40}[language]
-    sources = [render(p, language) for p in SAMPLE[:n]]
+    sources = [render_program(p, language) for p in SAMPLE[:n]]
     errors = syntax_tools.check(language, sources, tmp_path)
     assert not errors, "\n".join(errors)
 
@@ -186,7 +188,7 @@ def test_go_rendering_is_gofmt_formatted(tmp_path):
     files = []
     for i, p in enumerate(SAMPLE[:30]):
         f = tmp_path / f"p{i}.go"
-        f.write_text(render(p, "go"))
+        f.write_text(render_program(p, "go"))
         files.append(str(f))
     r = subprocess.run(["gofmt", "-l", *files], capture_output=True, text=True)
     assert r.stdout.split() == []
@@ -196,7 +198,7 @@ def test_go_rendering_is_gofmt_formatted(tmp_path):
 def test_go_programs_type_check(tmp_path):
     if shutil.which("go") is None:
         pytest.skip("go is not installed")
-    out = syntax_tools.go_vet([render(p, "go") for p in SAMPLE[:40]], tmp_path)
+    out = syntax_tools.go_vet([render_program(p, "go") for p in SAMPLE[:40]], tmp_path)
     assert out == ""
 
 
@@ -205,7 +207,7 @@ def test_go_programs_type_check(tmp_path):
 def test_many_programs_are_valid(language, tmp_path):
     if not syntax_tools.have(language):
         pytest.skip(f"{syntax_tools.TOOLS[language]} is not installed")
-    sources = [render(generate_program(11, i), language) for i in range(200)]
+    sources = [render_program(generate_program(11, i), language) for i in range(200)]
     for k in range(0, 200, 50):
         errors = syntax_tools.check(language, sources[k:k + 50], tmp_path / str(k))
         assert not errors, "\n".join(errors)

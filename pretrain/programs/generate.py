@@ -1,4 +1,4 @@
-"""Seeded generator of small, typed programs in the shared model (:mod:`pretrain.programs`).
+"""Seeded generator of small, typed programs in the shared model (:mod:`pretrain.programs.nodes`).
 
 Every choice comes from ``random.Random`` seeded by ``(seed, index)``, so the ``index``-th
 program of a stream is a pure function of both and the stream is unlimited. Generation tracks
@@ -14,7 +14,7 @@ import itertools
 import random
 from dataclasses import dataclass
 
-from .programs import (
+from .nodes import (
     BOOL, INT, LIST_INT, LIST_STR, LISTS, STR, VOID, Append, Assign, AugAssign, BinOp, Call, Comment,
     Concat, CountOf, ExprStmt, Find, ForEach, ForRange, Function, If, IndexOf, IsNull, Item, Len,
     ListCopy, ListLit, Lit, Logic, Not, Null, Param, ParseInt, Pop, Print, Program, Raise, ReadLine,

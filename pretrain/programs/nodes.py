@@ -1,20 +1,13 @@
-"""The shared program model of the embedded corpus.
+"""The node classes of the shared program model: types, expressions, statements, functions, programs.
 
-One small, typed, AST-like model of a program (functions with typed parameters; statements:
-assignments, if/else, loops, list operations, try/except, prints, returns; expressions) is
-generated from a seed and rendered by one renderer per language (:mod:`pretrain.programs_render`),
-so the *same* program exists in Python, PHP, C#, Go and C++.
-
-The generator (:mod:`pretrain.programs_gen`) is a pure function of ``(seed, index)``. Renderers
-are pure functions of the node; :func:`render_expression` is public so that later generators
-(concept functions, pipelines) reuse the per-language spelling of every primitive.
+Nodes are frozen dataclasses; a renderer (:mod:`pretrain.render`) turns them into source text of
+one language, the generator (:mod:`pretrain.programs.generate`) draws them from a seed.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Union
 
-LANGUAGES: tuple[str, ...] = ("python", "php", "csharp", "go", "cpp")
 
 # Types ----------------------------------------------------------------------------------------
 INT, STR, BOOL, LIST_INT, LIST_STR, VOID = "int", "str", "bool", "list[int]", "list[str]", "void"
@@ -353,30 +346,3 @@ def _collect_strings(node, out: list[str]) -> None:
             if name in ("type", "name", "op", "text", "doc", "error", "message", "label"):
                 continue
             _collect_strings(getattr(node, name), out)
-
-
-def generate_program(seed: int, index: int) -> Program:
-    """The ``index``-th program of the stream seeded by ``seed`` (a pure function of both)."""
-    from .programs_gen import generate_program as _gen
-
-    return _gen(seed, index)
-
-
-def render(program: Program, language: str) -> str:
-    """Source text of ``program`` in ``language`` (one of :data:`LANGUAGES`)."""
-    from .programs_render import render as _render
-
-    return _render(program, language)
-
-
-def render_expression(expr: Expr, language: str) -> str:
-    """One expression in ``language``; the spelling of each primitive used by every generator."""
-    from .programs_render import render_expression as _render_expression
-
-    return _render_expression(expr, language)
-
-
-def check_language(language: str) -> str:
-    if language not in LANGUAGES:
-        raise ValueError(f"unknown language {language!r}; expected one of {', '.join(LANGUAGES)}")
-    return language
