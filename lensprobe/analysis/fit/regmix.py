@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .fitting import fit_law
+from .fitting import _single_thread, fit_law
 
 __all__ = ["load_regmix", "regmix_comparison", "RegmixComparison", "REGMIX_TARGET"]
 
@@ -72,8 +72,6 @@ def regmix_comparison(data_dir, *, target: str = REGMIX_TARGET, train_scale: str
         known = [c for c in train.columns if c.startswith("metric/")]
         raise ValueError(f"target {target!r} not in the RegMix loss files; choose one of {known}")
     Xtr, ytr, Xte, yte = train[weights].to_numpy(float), train[target].to_numpy(float), test[weights].to_numpy(float), test[target].to_numpy(float)
-    from .fitting import _single_thread
-
     unknown = set(models) - {"linear", "gradient_boosting", "mixing_exp"}
     if unknown:
         raise ValueError(f"unknown model(s) {sorted(unknown)}; choose from linear, gradient_boosting, mixing_exp")

@@ -17,7 +17,9 @@ import pandas as pd
 
 from lensprobe.files import atomic_write_text
 
+from .recommend import default_loss_smoothing, share_at_best
 from .runs import BabelRun
+from .share import alpha_window_mask, sliding_mean
 
 __all__ = ["synthetic_continual_run", "write_run_dir", "babel_like_arrays", "synthetic_babel_run", "SyntheticTruth",
            "algorithm1_coverage", "CoverageResult"]
@@ -150,8 +152,6 @@ def babel_like_arrays(
     # population mean over items: E_u[sigmoid(logit mu + u)] by Gauss-Hermite quadrature
     x, w = _gauss_hermite()
     pop = (1.0 / (1.0 + np.exp(-(logit[:, None] + item_sd * x[None, :])))) @ (w / w.sum())
-    from .share import sliding_mean
-
     smooth = sliding_mean(pop, window=window)
     best = int(np.argmax(smooth))
 
@@ -226,9 +226,6 @@ def algorithm1_coverage(n_rep: int = 300, *, source: str = "val", n_boot: int = 
     (``kwargs``) and count how often its interval holds the true share. ``source``: ``"val"``
     (held-out loss at the checkpoints) or ``"train"`` (per-step training loss, smoothed)."""
     from functools import partial
-
-    from .share import alpha_window_mask
-    from .recommend import default_loss_smoothing, share_at_best
 
     if source not in ("val", "train"):
         raise ValueError(f"source must be 'val' or 'train', got {source!r}")
