@@ -20,6 +20,8 @@ from typing import Any, Union
 import yaml
 
 from lensprobe.languages import LANGUAGES
+from lensprobe.mixture_file import load_mixture_file
+from lensprobe.token_counts import parse_token_count
 
 from .corpora import CORPUS_KINDS, CORPUS_PLUGINS, open_corpus
 
@@ -299,24 +301,12 @@ def load_config(recipe: str | Path, *, overrides: list[str] | None = None,
 
 # ---------------------------------------------------------------------------------- validation
 def parse_budget(value: Any, where: str) -> int:
-    """Token counts: ints or strings like ``"100M"``, ``"5B"``, ``"20k"``."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: expected a token count, got {value!r}")
-    if isinstance(value, int):
-        n = value
-    elif isinstance(value, float) and value.is_integer():
-        n = int(value)
-    elif isinstance(value, str):
-        text = value.strip().replace("_", "").replace(",", "")
-        scale = {"k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
-        mult = scale.get(text[-1:].lower(), 1)
-        number = text[:-1] if mult != 1 else text
-        try:
-            n = int(round(float(number) * mult))
-        except ValueError:
-            raise ConfigError(f"{where}: expected a token count like 100M, got {value!r}") from None
-    else:
-        raise ConfigError(f"{where}: expected a token count, got {value!r}")
+    """A positive whole token count (:func:`lensprobe.token_counts.parse_token_count`: ints or strings
+    like ``"100M"``, ``"5B"``, ``"20k"``)."""
+    try:
+        n = parse_token_count(value)
+    except ValueError as exc:
+        raise ConfigError(f"{where}: expected a token count like 100M ({exc})") from None
     if n <= 0:
         raise ConfigError(f"{where}: token count must be positive, got {value!r}")
     return n
@@ -423,11 +413,7 @@ def budgets(cfg: PretrainConfig) -> dict[str, int]:
 def _mixture_budgets(cfg: PretrainConfig) -> dict[str, int]:
     path = cfg.data.mixture
     try:
-        from .mixture import load_mixture_file
         tokens = load_mixture_file(path)
-    except ImportError:  # pragma: no cover - data half missing
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        tokens = {k: parse_budget(v, f"data.mixture ({path}): tokens.{k}") for k, v in (raw.get("tokens") or {}).items()}
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"data.mixture ({path}): {exc}") from exc
     for lang in tokens:
