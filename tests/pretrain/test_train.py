@@ -342,6 +342,8 @@ def test_snapshots_load_as_a_checkpoint_series_with_lens_check(full_run, data_fo
     assert [i.step for i in infos] == steps
     assert all(i.status == "ok" for i in infos)
     assert [i.tokens for i in infos] == [s * 8 * W for s in steps]
+    # one tokenizer identity: what the series computes from the files is what training recorded
+    assert {i.tokenizer_hash for i in infos} == {i.meta["tokenizer_hash"] for i in infos} == {data_for(cfg).tokenizer_hash}
     log = {r["step"]: r for r in read_log(out / "loss.jsonl")}
     assert infos[-1].train_loss == pytest.approx(log[STEPS]["loss"])
     val = {(r["step"], r["language"]): r["loss"] for r in read_log(out / "val.jsonl")}

@@ -100,3 +100,17 @@ def test_gpt2_pre_tokenizer_option_differs():
     text = "    return len(values)\n"
     assert tok.decode(tok(text)["input_ids"]) == text
     assert any(t.startswith("Ġ") and len(t) > 1 for t in tok.tokenize(text))  # space joined to words
+
+
+def test_hash_is_the_one_identity_whoever_saved_the_tokenizer(tokenizer, tokenizer_dir, tmp_path):
+    """pretrain's hash is the series' identity: the trained tokenizer re-saved by HF save_pretrained
+    (AutoTokenizer, as a Hub upload would be) hashes to the value pretrain recorded."""
+    from transformers import AutoTokenizer
+
+    from lensprobe.checkpoints import tokenizer_hash as series_identity
+
+    assert series_identity is tokenizer_hash
+    recorded = json.loads((tokenizer_dir / "lensprobe_tokenizer.json").read_text())["hash"]
+    AutoTokenizer.from_pretrained(str(tokenizer_dir)).save_pretrained(tmp_path / "hf")
+    assert not (tmp_path / "hf" / "lensprobe_tokenizer.json").exists()
+    assert tokenizer_hash(tmp_path / "hf") == recorded == tokenizer_hash(tokenizer)
