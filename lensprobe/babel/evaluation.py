@@ -39,8 +39,12 @@ import pandas as pd
 import torch
 
 from lensprobe.engine.protocol import ModelProbe
-from lensprobe.babel.corpus import SPLITS, BabelSplits
-from lensprobe.babel.concepts import Concept, checking_program, render
+from lensprobe.babel.concepts import checking_program, render
+from lensprobe.babel.splits import SPLITS, BabelSplits
+from lensprobe.evaluate.assembly import Program
+from lensprobe.evaluate.runners import Executor, missing_tools
+from lensprobe.evaluate.sandbox import Sandbox
+from pretrain.programs.pipeline import Concept
 
 METRICS = ("line_acc", "exact_match", "pass@1")
 #: the body prior: line accuracy of an item's completion against the other same-domain bodies of its split
@@ -258,10 +262,6 @@ def _isolated_program(language: str, items: Sequence[BabelItem], bodies: dict[st
 def execute_items(items: Sequence[BabelItem], completions: Sequence[str], *, executor: Any = None,
                   timeout: float = 20.0) -> list[bool | None]:
     """pass@1 per item through lensprobe's sandbox (``None`` where the language cannot be run)."""
-    from lensprobe.evaluate.assembly import Program
-    from lensprobe.evaluate.runners import Executor, missing_tools
-    from lensprobe.evaluate.sandbox import Sandbox
-
     executor = executor or Executor(workers=1, timeout=timeout)
     result: list[bool | None] = [None] * len(items)
     by_lang: dict[str, list[int]] = {}
@@ -410,8 +410,6 @@ class BabelProbe(ModelProbe):
 
     def _get_executor(self) -> Any:
         if self.execute and self._executor is None:
-            from lensprobe.evaluate.runners import Executor
-
             self._executor = Executor(workers=1, timeout=20.0)
         return self._executor
 

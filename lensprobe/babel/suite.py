@@ -42,27 +42,22 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from lensprobe.suites import CURSOR, Suite, split_form, suite_from_dict
-from lensprobe.babel.corpus import SPLITS, BabelSplits
-from lensprobe.babel.concepts import Concept, render
+from lensprobe.babel.concepts import render
+from lensprobe.babel.splits import SPLITS, TARGETS, BabelSplits
+from lensprobe.files import atomic_write_text
+from pretrain.programs.pipeline import Concept
+from pretrain.render import language_module
 
 __all__ = ["BabelLensItem", "BabelLensItems", "REFERENCE_FORMS", "TARGET_FORMS", "babel_lens_items", "babel_suite",
            "babel_suite_dict", "parse_babel_identifier", "write_babel_suite"]
 
 #: terminal kind -> the Python identifier written at the return position
-REFERENCE_FORMS: dict[str, str] = {"count": "len", "length": "len", "sum": "sum", "max": "max", "min": "min",
-                                   "count_char": ".count"}
+REFERENCE_FORMS: dict[str, str | None] = dict(language_module("python").TERMINAL_FORMS)
 
 #: target language -> terminal kind -> the identifier its canonical rendering writes there
-#: (``None``: no identifier at that point, e.g. Go's summing loop)
-TARGET_FORMS: dict[str, dict[str, str | None]] = {
-    "php": {"count": "count", "length": "strlen", "sum": "array_sum", "max": "max", "min": "min",
-            "count_char": "substr_count"},
-    "csharp": {"count": ".Count", "length": ".Length", "sum": ".Sum", "max": ".Max", "min": ".Min",
-               "count_char": ".Count"},
-    "go": {"count": "len", "length": "len", "sum": None, "max": None, "min": None, "count_char": ".Count"},
-    "cpp": {"count": ".size", "length": ".size", "sum": "::accumulate", "max": "::max_element",
-            "min": "::min_element", "count_char": "::count"},
-}
+#: (``None``: no identifier at that point, e.g. Go's summing loop); each from ``TERMINAL_FORMS`` of
+#: the language's renderer module (:mod:`pretrain.render`)
+TARGET_FORMS: dict[str, dict[str, str | None]] = {t: dict(language_module(t).TERMINAL_FORMS) for t in TARGETS}
 
 SKIP_SAME = "same identifier as Python"
 SKIP_NONE = "no identifier at the return"
@@ -183,7 +178,7 @@ def _cut(concept: Concept, language: str, form: str) -> tuple[str, str]:
     at = last.find(lead + word, ret) if ret >= 0 else -1
     if at < 0:
         raise RuntimeError(f"{language} rendering of {concept.name} ({concept.terminal.kind}) does not write "
-                           f"{form!r} on its return line {last!r}: lensprobe.babel.concepts changed; update TARGET_FORMS")
+                           f"{form!r} on its return line {last!r}: update TERMINAL_FORMS in pretrain/render/{language}.py")
     at += len(lead)
     head = "\n".join([r.header, *r.body[:-1], last[:at]])
     tail_lines = [last[at + len(word):]] + ([r.footer] if r.footer else [])
@@ -281,8 +276,6 @@ def write_babel_suite(splits: BabelSplits, path: str | os.PathLike, *, target: s
     """Write the generated suite as a YAML file that :func:`lensprobe.load_suite` loads (atomic);
     returns the path. The file is checked by loading it back."""
     import yaml
-
-    from lensprobe.files import atomic_write_text
 
     data = babel_suite_dict(splits, target=target, split_names=split_names, min_prompts=min_prompts)
     text = yaml.dump(data, Dumper=_block_dumper(), sort_keys=False, allow_unicode=True, width=1000)

@@ -35,7 +35,7 @@ def _list_arg(text: str | None, field: str, allowed: tuple[str, ...]) -> list[st
 
 
 def _load_splits(path: str):
-    from lensprobe.babel.corpus import BabelSplits
+    from lensprobe.babel.splits import BabelSplits
 
     p = Path(path).expanduser()
     if not p.is_file():
@@ -70,7 +70,7 @@ def _check_table_path(out: str, field: str = "--out") -> Path:
 # ------------------------------------------------------------------------------------------ splits
 
 def _cmd_splits(args: argparse.Namespace) -> int:
-    from lensprobe.babel.corpus import TARGETS, make_splits
+    from lensprobe.babel.splits import TARGETS, make_splits
 
     targets = _list_arg(args.targets, "--targets", TARGETS)
     for name in ("n_shared", "n_python_only", "n_target_only", "n_control"):
@@ -91,7 +91,7 @@ def _cmd_splits(args: argparse.Namespace) -> int:
 
 def _cmd_suite(args: argparse.Namespace) -> int:
     from lensprobe.babel.suite import babel_lens_items, write_babel_suite
-    from lensprobe.babel.corpus import SPLITS
+    from lensprobe.babel.splits import SPLITS
 
     splits = _load_splits(args.splits)
     if args.target is not None and args.target not in ("php", "csharp", "go", "cpp"):
@@ -119,8 +119,9 @@ def _cmd_suite(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------------------------------ show
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from lensprobe.babel.corpus import SPLITS
-    from lensprobe.babel.concepts import LANGUAGES, render
+    from lensprobe.babel.splits import SPLITS
+    from lensprobe.babel.concepts import render
+    from lensprobe.languages import LANGUAGES
 
     splits = _load_splits(args.splits)
     names = _list_arg(args.split, "--split", SPLITS) or list(SPLITS)
@@ -181,8 +182,8 @@ def _checkpoint_stamp(path: Path) -> dict[str, Any]:
 
 
 def _cmd_eval(args: argparse.Namespace) -> int:
-    from lensprobe.babel.corpus import SPLITS
-    from lensprobe.babel.concepts import LANGUAGES
+    from lensprobe.babel.splits import SPLITS
+    from lensprobe.languages import LANGUAGES
 
     out = _check_table_path(args.out)
     items_out = _check_table_path(args.items, "--items") if args.items else None

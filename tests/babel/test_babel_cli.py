@@ -8,7 +8,8 @@ from lensprobe.babel.evaluation import extract_body, score_lines
 from lensprobe.babel.suite import babel_lens_items
 from lensprobe.cli import main
 from lensprobe.suites import load_suite
-from lensprobe.babel.corpus import SPLITS, BabelCorpus, BabelSplits, make_splits
+from lensprobe.babel.corpus import BabelCorpus
+from lensprobe.babel.splits import SPLITS, BabelSplits, make_splits
 from lensprobe.babel.concepts import render
 
 SIZES = dict(n_shared=5, n_python_only=4, n_target_only=3, n_control=4)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import lensprobe.demo as demo
-from lensprobe.babel.corpus import BabelSplits, make_splits
+from lensprobe.babel.splits import BabelSplits, make_splits
 
 SPEC = {"kind": "babel", "stage": "base", "target": "php", "seed": 0,
         "splits": {"n_shared": 40, "n_python_only": 40, "n_target_only": 40, "n_control": 40}}

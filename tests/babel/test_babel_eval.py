@@ -7,7 +7,7 @@ import pytest
 import lensprobe.babel.evaluation as babel
 from lensprobe.babel.evaluation import (BabelEvaluation, babel_items, bootstrap_interval, evaluate_babel, execute_items,
                              extract_body, score_lines)
-from lensprobe.babel.corpus import make_splits
+from lensprobe.babel.splits import make_splits
 from lensprobe.babel.concepts import render
 
 

@@ -8,8 +8,11 @@ import time
 
 import pytest
 
-from lensprobe.babel.corpus import BabelCorpus, ConceptScan, make_splits
-from lensprobe.babel.concepts import LANGUAGES, render
+from lensprobe.babel.corpus import BabelCorpus, ConceptScan
+from lensprobe.babel.concepts import render
+from lensprobe.babel.splits import make_splits
+from lensprobe.languages import LANGUAGES
+from pretrain.programs.pipeline import Concept
 
 SEEDS = range(5)
 
@@ -132,20 +135,20 @@ def test_no_concept_body_in_thousands_of_filler_documents(splits0):
 
 def test_pipeline_filler_redraws_concept_bodies(splits0, monkeypatch):
     """The throwaway half draws random pipelines; one that renders a concept's body is redrawn."""
-    import lensprobe.babel.concepts as concepts
+    import lensprobe.babel.corpus as corpus_module
 
     target = splits0.python_only[0]
-    real = concepts.random_pipeline
+    real = corpus_module.random_pipeline
     calls = {"n": 0}
 
     def rigged(rng, name, **kw):  # every third pipeline is a concept's (under a throwaway name)
         calls["n"] += 1
         c = real(rng, name, **kw)
         if calls["n"] % 3 == 0:
-            return concepts.Concept(name, target.domain, target.steps, target.terminal)
+            return Concept(name, target.domain, target.steps, target.terminal)
         return c
 
-    monkeypatch.setattr(concepts, "random_pipeline", rigged)
+    monkeypatch.setattr(corpus_module, "random_pipeline", rigged)
     corpus = BabelCorpus(splits0, stage="base", target="php")
     docs = list(itertools.islice(corpus.pipeline_filler("php"), 200))
     assert calls["n"] > 600

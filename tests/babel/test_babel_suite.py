@@ -9,7 +9,8 @@ import torch
 from lensprobe.babel.suite import (BabelLensItems, babel_lens_items, babel_suite, parse_babel_identifier,
                                    write_babel_suite)
 from lensprobe.suites import (MIN_DISTINCT_PROMPTS, SuiteError, load_suite, suite_from_dict, validate_suite)
-from lensprobe.babel.corpus import SPLITS, BabelCorpus, make_splits
+from lensprobe.babel.corpus import BabelCorpus
+from lensprobe.babel.splits import SPLITS, make_splits
 from lensprobe.babel.concepts import render
 
 # What each renderer writes on the return line, per terminal (read off the renderings by hand):

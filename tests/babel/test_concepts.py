@@ -7,8 +7,12 @@ import subprocess
 
 import pytest
 
-from lensprobe.babel.corpus import DEFAULT_SURFACE_WEIGHTS, BabelCorpus, BabelSplits, make_splits
-from lensprobe.babel.concepts import LANGUAGES, Concept, make_concepts, python_surface, render, checking_program
+from lensprobe.babel.concepts import checking_program, make_concepts, render
+from lensprobe.babel.corpus import DEFAULT_SURFACE_WEIGHTS, BabelCorpus
+from lensprobe.babel.splits import BabelSplits, make_splits
+from lensprobe.languages import LANGUAGE_INFO, LANGUAGES
+from pretrain.programs.pipeline import Concept
+from pretrain.render.python import python_surface
 
 
 def _run(language, program, tmp_path):
@@ -34,13 +38,11 @@ def _run(language, program, tmp_path):
     raise ValueError(language)
 
 
-TOOLS = {"python": "python3", "php": "php", "go": "go", "cpp": "g++", "csharp": "mcs"}
-
-
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_every_canonical_rendering_passes_its_tests(language, tmp_path):
-    if shutil.which(TOOLS[language]) is None:
-        pytest.skip(f"{TOOLS[language]} not installed")
+    missing = [t for t in LANGUAGE_INFO[language].tools if shutil.which(t) is None]
+    if missing:
+        pytest.skip(f"{missing} not installed")
     splits = make_splits(seed=0, targets=("php", "csharp", "go", "cpp"), n_shared=10, n_python_only=10,
                          n_target_only=5, n_control=10)
     concepts = splits.all_concepts()
