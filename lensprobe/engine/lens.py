@@ -8,15 +8,18 @@ ranks of requested tokens, log-probabilities of token *sets* (``logsumexp`` over
 
 :func:`logit_lens` runs a batch of prompts and reads every block output at each row's last real
 token (padding on either side). Nothing of shape ``[layers x positions x vocab]`` is ever kept.
-Backends: ``"torch"`` (plain hooks, the fast path), ``"transformer_lens"`` (TransformerLens 4.x
-``TransformerBridge`` + ``tools.analysis.logit_lens``; an oracle for tests) and ``"nnsight"``
-(``nnsight.NNsight`` tracing).
+How the block outputs are read is a :class:`LensBackend`: :class:`TorchBackend` (``"torch"``,
+plain hooks, the fast path), :class:`NnsightBackend` (``"nnsight"``, ``nnsight.NNsight`` tracing)
+and :class:`TransformerLensBackend` (``"transformer_lens"``, TransformerLens 4.x
+``TransformerBridge`` + ``tools.analysis.logit_lens``; an oracle for tests).  The first two only
+collect the last-token states and share one decode; the oracle decodes with TransformerLens.
 """
 from __future__ import annotations
 
+import abc
 import copy
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -27,9 +30,8 @@ from lensprobe.engine.adapters.registry import BoundAdapter, get_adapter
 from lensprobe.engine.hooks import block_hook_points, forward_batch, point_layer, validate_batch
 from lensprobe.engine.protocol import Batch
 
-__all__ = ["LensReadout", "readout", "LogitLensResult", "logit_lens", "BACKENDS"]
-
-BACKENDS = ("torch", "transformer_lens", "nnsight")
+__all__ = ["LensReadout", "readout", "LogitLensResult", "logit_lens", "BACKENDS", "LensBackend", "TorchBackend",
+           "NnsightBackend", "TransformerLensBackend", "boot_transformer_bridge"]
 
 # Above this many booleans, ranks are computed one requested token at a time.
 _RANK_CHUNK_ELEMENTS = 1 << 24
@@ -332,143 +334,120 @@ def _trim(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Te
     return ids[:, lo:hi], mask[:, lo:hi]
 
 
-def logit_lens(model: Any, input_ids: Any, attention_mask: Any = None, *, token_ids: Any = None,
-               token_sets: Sequence[Sequence[int]] | None = None, top_k: int = 0, layers: Sequence[int] | None = None,
-               include_embeddings: bool = False, batch_size: int | None = None,
-               backend: str = "torch") -> LogitLensResult:
-    """Logit lens at each row's last real token over block outputs ``1..L``.
-
-    Args:
-        model: an HF causal LM with a registered adapter, or a :class:`~lensprobe.engine.adapters.LoadedModel`.
-        input_ids: ``[B, T]`` (or ``[T]``) token ids; pad on either side.
-        attention_mask: ``[B, T]`` 1 for real tokens, 0 for padding (default all ones). Positions
-            are ``cumsum(mask) - 1`` so a padded row equals its unpadded run.
-        token_ids: ``[K]`` or ``[B, K]`` tokens whose log-prob and rank to report.
-        token_sets: token-id sets whose total log-probability to report (shared by all rows).
-        top_k: report the k most likely tokens (0: none).
-        layers: layer numbers (default all blocks ``1..L``; negative counts from the end; 0 is the
-            embedding output, the residual stream entering block 1).
-        include_embeddings: add layer 0.
-        batch_size: rows per forward pass (default all).
-        backend: ``"torch"``, ``"transformer_lens"`` or ``"nnsight"``.
-    """
-    if isinstance(model, LoadedModel):
-        adapter, model = model.adapter, model.model
-    else:
-        adapter = get_adapter(model)
-    if backend not in BACKENDS:
-        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    ids, mask = _prepare_inputs(input_ids, attention_mask)
-    validate_batch(Batch(ids, mask), adapter, where="input")
-    n_rows = ids.shape[0]
-    tok = None if token_ids is None else _token_id_tensor(token_ids, adapter.vocab_size, n_rows=n_rows)
-    sets = None if token_sets is None else _set_index(token_sets, adapter.vocab_size)
-    top_k = _validate_top_k(top_k, adapter.vocab_size)
-    chosen = _resolve_layers(adapter, layers, include_embeddings)
-    if batch_size is None:
-        batch_size = n_rows
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-
-    n_layers, col = len(chosen), {layer: j for j, layer in enumerate(chosen)}
-    k = 0 if tok is None else tok.shape[-1]
-    result = LogitLensResult(
-        layers=chosen,
-        entropy=torch.empty(n_rows, n_layers),
-        token_ids=tok,
-        token_logprobs=None if tok is None else torch.empty(n_rows, n_layers, k),
-        token_ranks=None if tok is None else torch.empty(n_rows, n_layers, k, dtype=torch.long),
-        set_logprobs=None if sets is None else torch.empty(n_rows, n_layers, sets[0].shape[0]),
-        top_tokens=torch.empty(n_rows, n_layers, top_k, dtype=torch.long) if top_k else None,
-        top_logprobs=torch.empty(n_rows, n_layers, top_k) if top_k else None,
-        backend=backend,
-        n_sets=0 if sets is None else sets[0].shape[0],
-    )
-
-    def store(rows: slice, layer: int, r: LensReadout) -> None:
-        j = col[layer]
-        result.entropy[rows, j] = r.entropy.cpu()
-        for name in ("token_logprobs", "token_ranks", "set_logprobs", "top_tokens", "top_logprobs"):
-            value = getattr(r, name)
-            if value is not None:
-                getattr(result, name)[rows, j] = value.cpu()
-
-    if backend == "transformer_lens":
-        _lens_transformer_lens(model, adapter, ids, mask, tok, sets, top_k, chosen, store)
-        return result
-    model_was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, n_rows, batch_size):
-            rows = slice(start, min(start + batch_size, n_rows))
-            chunk_ids, chunk_mask = _trim(ids[rows], mask[rows])
-            batch = Batch(chunk_ids, chunk_mask).to(adapter.device)
-            chunk_tok = tok if tok is None or tok.dim() == 1 else tok[rows]
-            if backend == "nnsight":
-                _lens_nnsight(model, adapter, batch, chunk_tok, sets, top_k, chosen,
-                              lambda layer, r, rows=rows: store(rows, layer, r))
-                continue
-            last = batch.last_index
-            arange = torch.arange(last.shape[0], device=last.device)
-            states: dict[int, torch.Tensor] = {}
-
-            def callback(point: str, hidden: torch.Tensor) -> None:
-                states[point_layer(point)] = hidden[arange, last].clone()  # [b, d]: the only thing kept
-
-            forward_batch(model, adapter, batch, block_hook_points(adapter, chosen), callback)
-            with torch.inference_mode():
-                r = _decode_reduce(torch.stack([states[layer] for layer in chosen]), adapter, token_ids=chunk_tok,
-                                   sets=sets, top_k=top_k)  # one unembedding pass for all layers
-            for layer in chosen:
-                store(rows, layer, LensReadout(**{name: None if getattr(r, name) is None
-                                                  else getattr(r, name)[col[layer]] for name in _FIELDS}))
-    finally:
-        if model_was_training:
-            model.train()
-    return result
-
-
 # --------------------------------------------------------------------------------------------
-# optional backends
+# backends: how the block outputs are read (one interface, three implementations)
 
 
-def _lens_nnsight(model: torch.nn.Module, adapter: BoundAdapter, batch: Batch, tok: torch.Tensor | None,
-                  sets: Any, top_k: int, chosen: list[int], store: Any) -> None:
-    """Block outputs at the last real token via ``nnsight.NNsight`` tracing, then :func:`_reduce`."""
-    import nnsight
-    from nnsight import NNsight
-
-    patched_before = {id(m) for m in model.modules() if "forward" in m.__dict__}
-    try:
-        _nnsight_trace(NNsight(model), nnsight, adapter, batch, tok, sets, top_k, chosen, store)
-    finally:
-        # NNsight swaps instance-level ``forward`` controllers into every module; undo that so the
-        # caller's model is left exactly as it was.
-        for mod in model.modules():
-            if "forward" in mod.__dict__ and id(mod) not in patched_before:
-                del mod.__dict__["forward"]
+#: ``store(rows, layer, readout)``: writes one layer's readout of a slice of rows into the result.
+Store = Callable[[slice, int, LensReadout], None]
 
 
-def _nnsight_trace(wrapped: Any, nnsight: Any, adapter: BoundAdapter, batch: Batch, tok: torch.Tensor | None,
-                   sets: Any, top_k: int, chosen: list[int], store: Any) -> None:
-    envoy: Any = wrapped
-    for part in adapter.spec.blocks.split("."):
-        envoy = envoy[int(part)] if part.isdigit() else getattr(envoy, part)
-    last = batch.last_index
-    arange = torch.arange(last.shape[0], device=last.device)
-    blocks = [layer for layer in chosen if layer > 0]
-    with torch.inference_mode():
-        with wrapped.trace(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
-                           position_ids=batch.position_ids, use_cache=False):
-            saved = nnsight.save([])
-            if 0 in chosen:
-                saved.append(envoy[0].input[arange, last])
-            for layer in blocks:
-                saved.append(envoy[layer - 1].output[arange, last])
-        r = _decode_reduce(torch.stack(list(saved)), adapter, token_ids=tok, sets=sets, top_k=top_k)
-        for j, layer in enumerate(chosen):
-            store(layer, LensReadout(**{name: None if getattr(r, name) is None else getattr(r, name)[j]
-                                        for name in _FIELDS}))
+def _layer_readout(r: LensReadout, j: int) -> LensReadout:
+    """Layer ``j`` of a readout whose fields lead with the layer axis."""
+    return LensReadout(**{name: None if getattr(r, name) is None else getattr(r, name)[j] for name in _FIELDS})
+
+
+class LensBackend(abc.ABC):
+    """How :func:`logit_lens` reads block outputs; a backend calls ``store`` for every row slice and layer."""
+
+    name: str = "backend"
+
+    @abc.abstractmethod
+    def run(self, model: torch.nn.Module, adapter: BoundAdapter, ids: torch.Tensor, mask: torch.Tensor, *,
+            token_ids: torch.Tensor | None, sets: Any, top_k: int, layers: list[int], batch_size: int,
+            store: Store) -> None:
+        """Readouts of ``layers`` at each row's last real token of ``ids [B, T]`` / ``mask [B, T]``."""
+
+
+class _LastStatesBackend(LensBackend):
+    """Backends that take each chunk's last-token states ``[n_layers, b, d]`` and share one decode:
+    all layers of a chunk go through the unembedding together (:func:`_decode_reduce`)."""
+
+    def run(self, model: torch.nn.Module, adapter: BoundAdapter, ids: torch.Tensor, mask: torch.Tensor, *,
+            token_ids: torch.Tensor | None, sets: Any, top_k: int, layers: list[int], batch_size: int,
+            store: Store) -> None:
+        n_rows = ids.shape[0]
+        model_was_training = model.training
+        model.eval()
+        try:
+            for start in range(0, n_rows, batch_size):
+                rows = slice(start, min(start + batch_size, n_rows))
+                chunk_ids, chunk_mask = _trim(ids[rows], mask[rows])
+                batch = Batch(chunk_ids, chunk_mask).to(adapter.device)
+                chunk_tok = token_ids if token_ids is None or token_ids.dim() == 1 else token_ids[rows]
+                states = self.last_states(model, adapter, batch, layers)  # [n_layers, b, d]
+                with torch.inference_mode():
+                    r = _decode_reduce(states, adapter, token_ids=chunk_tok, sets=sets, top_k=top_k)
+                for j, layer in enumerate(layers):
+                    store(rows, layer, _layer_readout(r, j))
+        finally:
+            if model_was_training:
+                model.train()
+
+    @abc.abstractmethod
+    def last_states(self, model: torch.nn.Module, adapter: BoundAdapter, batch: Batch,
+                    layers: list[int]) -> torch.Tensor:
+        """States ``[len(layers), b, d]`` at each row's last real token (layer 0: the input of block 1)."""
+
+
+class TorchBackend(_LastStatesBackend):
+    """Plain forward hooks (:func:`lensprobe.engine.hooks.forward_batch`): the fast path."""
+
+    name = "torch"
+
+    def last_states(self, model: torch.nn.Module, adapter: BoundAdapter, batch: Batch,
+                    layers: list[int]) -> torch.Tensor:
+        last = batch.last_index
+        arange = torch.arange(last.shape[0], device=last.device)
+        states: dict[int, torch.Tensor] = {}
+
+        def callback(point: str, hidden: torch.Tensor) -> None:
+            states[point_layer(point)] = hidden[arange, last].clone()  # [b, d]: the only thing kept
+
+        forward_batch(model, adapter, batch, block_hook_points(adapter, layers), callback)
+        return torch.stack([states[layer] for layer in layers])
+
+
+class NnsightBackend(_LastStatesBackend):
+    """``nnsight.NNsight`` tracing; the model's modules are left as they were afterwards."""
+
+    name = "nnsight"
+    #: instance attributes NNsight adds to every module it wraps (removed again after each trace)
+    _PATCHED = ("forward", "__nnsight__")
+
+    def last_states(self, model: torch.nn.Module, adapter: BoundAdapter, batch: Batch,
+                    layers: list[int]) -> torch.Tensor:
+        import nnsight
+        from nnsight import NNsight
+
+        before = {(id(m), key) for m in model.modules() for key in self._PATCHED if key in m.__dict__}
+        try:
+            return self._trace(NNsight(model), nnsight, adapter, batch, layers)
+        finally:
+            # NNsight swaps instance-level ``forward`` controllers and ``__nnsight__`` state into every
+            # module; a second trace of a module that still holds them fails, so remove them again.
+            for mod in model.modules():
+                for key in self._PATCHED:
+                    if key in mod.__dict__ and (id(mod), key) not in before:
+                        del mod.__dict__[key]
+
+    @staticmethod
+    def _trace(wrapped: Any, nnsight: Any, adapter: BoundAdapter, batch: Batch, layers: list[int]) -> torch.Tensor:
+        envoy: Any = wrapped
+        for part in adapter.spec.blocks.split("."):
+            envoy = envoy[int(part)] if part.isdigit() else getattr(envoy, part)
+        last = batch.last_index
+        arange = torch.arange(last.shape[0], device=last.device)
+        with torch.inference_mode():
+            with wrapped.trace(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                               position_ids=batch.position_ids, use_cache=False):
+                saved = nnsight.save([])
+                if 0 in layers:
+                    saved.append(envoy[0].input[arange, last])
+                for layer in layers:
+                    if layer > 0:
+                        saved.append(envoy[layer - 1].output[arange, last])
+            return torch.stack(list(saved))
 
 
 def _dummy_tokenizer(vocab_size: int) -> Any:
@@ -502,46 +481,138 @@ def boot_transformer_bridge(model: torch.nn.Module, *, copy_model: bool = True) 
     return bridge
 
 
-def _lens_transformer_lens(model: torch.nn.Module, adapter: BoundAdapter, ids: torch.Tensor, mask: torch.Tensor,
-                           tok: torch.Tensor | None, sets: Any, top_k: int, chosen: list[int], store: Any) -> None:
-    """TransformerLens' own logit lens, one unpadded row at a time (an oracle, not a fast path)."""
-    from transformer_lens.tools.analysis import logit_lens as tl_logit_lens
+class TransformerLensBackend(LensBackend):
+    """TransformerLens' own logit lens on a ``TransformerBridge`` of a copy of the model, one unpadded
+    row at a time: an oracle for tests, not a fast path (``batch_size`` is ignored)."""
 
-    bridge = boot_transformer_bridge(model)
-    n_layers = adapter.n_layers
-    names = [f"blocks.{i}.hook_resid_pre" for i in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
-    union = None
-    if sets is not None:
-        index, valid = sets
-        union = sorted(set(index[valid].tolist())) or [0]
-        remap = torch.tensor([union.index(t) if v else 0 for t, v in zip(index.flatten().tolist(),
-                                                                           valid.flatten().tolist())]).view_as(index)
-    device = next(bridge.parameters()).device
-    with torch.no_grad():
-        for r in range(ids.shape[0]):
-            row = ids[r][mask[r].bool()].unsqueeze(0).to(device)
-            _, cache = bridge.run_with_cache(row, names_filter=names)
-            base = tl_logit_lens(cache, layers=chosen, return_type="log_probs")  # entropy
-            entropy = base.readout.entropy[:, 0]
-            per_layer: dict[str, torch.Tensor] = {}
-            if tok is not None:
-                targets = (tok if tok.dim() == 1 else tok[r]).tolist()
-                res = tl_logit_lens(cache, layers=chosen, targets=targets, return_type="log_probs")
-                per_layer["token_logprobs"] = res.values[:, 0]
-                per_layer["token_ranks"] = res.readout.target_ranks[:, 0]
-            if union is not None:
-                res = tl_logit_lens(cache, layers=chosen, vocab=union, return_type="log_probs")
-                gathered = res.values[:, 0][:, remap]  # [n_layers, S, M]
-                per_layer["set_logprobs"] = gathered.masked_fill(~valid, float("-inf")).logsumexp(-1)
-            if top_k:
-                res = tl_logit_lens(cache, layers=chosen, top_k=top_k, return_type="log_probs")
-                per_layer["top_tokens"] = res.readout.top_ids[:, 0]
-                per_layer["top_logprobs"] = res.values[:, 0]
-            for j, layer in enumerate(chosen):
-                store(slice(r, r + 1), layer, LensReadout(
-                    token_logprobs=per_layer["token_logprobs"][j:j + 1] if "token_logprobs" in per_layer else None,
-                    token_ranks=per_layer["token_ranks"][j:j + 1] if "token_ranks" in per_layer else None,
-                    set_logprobs=per_layer["set_logprobs"][j:j + 1] if "set_logprobs" in per_layer else None,
-                    top_tokens=per_layer["top_tokens"][j:j + 1] if "top_tokens" in per_layer else None,
-                    top_logprobs=per_layer["top_logprobs"][j:j + 1] if "top_logprobs" in per_layer else None,
-                    entropy=entropy[j:j + 1]))
+    name = "transformer_lens"
+
+    def run(self, model: torch.nn.Module, adapter: BoundAdapter, ids: torch.Tensor, mask: torch.Tensor, *,
+            token_ids: torch.Tensor | None, sets: Any, top_k: int, layers: list[int], batch_size: int,
+            store: Store) -> None:
+        from transformer_lens.tools.analysis import logit_lens as tl_logit_lens
+
+        tok, chosen = token_ids, layers
+        bridge = boot_transformer_bridge(model)
+        n_layers = adapter.n_layers
+        names = [f"blocks.{i}.hook_resid_pre" for i in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
+        union = None
+        if sets is not None:
+            index, valid = sets
+            union = sorted(set(index[valid].tolist())) or [0]
+            remap = torch.tensor([union.index(t) if v else 0 for t, v in zip(index.flatten().tolist(),
+                                                                               valid.flatten().tolist())]).view_as(index)
+        device = next(bridge.parameters()).device
+        with torch.no_grad():
+            for r in range(ids.shape[0]):
+                row = ids[r][mask[r].bool()].unsqueeze(0).to(device)
+                _, cache = bridge.run_with_cache(row, names_filter=names)
+                base = tl_logit_lens(cache, layers=chosen, return_type="log_probs")  # entropy
+                entropy = base.readout.entropy[:, 0]
+                per_layer: dict[str, torch.Tensor] = {}
+                if tok is not None:
+                    targets = (tok if tok.dim() == 1 else tok[r]).tolist()
+                    res = tl_logit_lens(cache, layers=chosen, targets=targets, return_type="log_probs")
+                    per_layer["token_logprobs"] = res.values[:, 0]
+                    per_layer["token_ranks"] = res.readout.target_ranks[:, 0]
+                if union is not None:
+                    res = tl_logit_lens(cache, layers=chosen, vocab=union, return_type="log_probs")
+                    gathered = res.values[:, 0][:, remap]  # [n_layers, S, M]
+                    per_layer["set_logprobs"] = gathered.masked_fill(~valid, float("-inf")).logsumexp(-1)
+                if top_k:
+                    res = tl_logit_lens(cache, layers=chosen, top_k=top_k, return_type="log_probs")
+                    per_layer["top_tokens"] = res.readout.top_ids[:, 0]
+                    per_layer["top_logprobs"] = res.values[:, 0]
+                for j, layer in enumerate(chosen):
+                    store(slice(r, r + 1), layer, LensReadout(
+                        token_logprobs=per_layer["token_logprobs"][j:j + 1] if "token_logprobs" in per_layer else None,
+                        token_ranks=per_layer["token_ranks"][j:j + 1] if "token_ranks" in per_layer else None,
+                        set_logprobs=per_layer["set_logprobs"][j:j + 1] if "set_logprobs" in per_layer else None,
+                        top_tokens=per_layer["top_tokens"][j:j + 1] if "top_tokens" in per_layer else None,
+                        top_logprobs=per_layer["top_logprobs"][j:j + 1] if "top_logprobs" in per_layer else None,
+                        entropy=entropy[j:j + 1]))
+
+
+_BACKENDS: dict[str, LensBackend] = {b.name: b for b in (TorchBackend(), TransformerLensBackend(), NnsightBackend())}
+#: The backend names :func:`logit_lens` accepts.
+BACKENDS = tuple(_BACKENDS)
+
+
+# --------------------------------------------------------------------------------------------
+# the logit lens over a batch of prompts
+
+
+def logit_lens(model: Any, input_ids: Any, attention_mask: Any = None, *, token_ids: Any = None,
+               token_sets: Sequence[Sequence[int]] | None = None, top_k: int = 0, layers: Sequence[int] | None = None,
+               include_embeddings: bool = False, batch_size: int | None = None,
+               backend: str | LensBackend = "torch") -> LogitLensResult:
+    """Logit lens at each row's last real token over block outputs ``1..L``.
+
+    Args:
+        model: an HF causal LM with a registered adapter, or a :class:`~lensprobe.engine.adapters.LoadedModel`.
+        input_ids: ``[B, T]`` (or ``[T]``) token ids; pad on either side.
+        attention_mask: ``[B, T]`` 1 for real tokens, 0 for padding (default all ones). Positions
+            are ``cumsum(mask) - 1`` so a padded row equals its unpadded run.
+        token_ids: ``[K]`` or ``[B, K]`` tokens whose log-prob and rank to report.
+        token_sets: token-id sets whose total log-probability to report (shared by all rows).
+        top_k: report the k most likely tokens (0: none).
+        layers: layer numbers (default all blocks ``1..L``; negative counts from the end; 0 is the
+            embedding output, the residual stream entering block 1).
+        include_embeddings: add layer 0.
+        batch_size: rows per forward pass (default all).
+        backend: ``"torch"``, ``"transformer_lens"`` or ``"nnsight"`` (:data:`BACKENDS`), or a
+            :class:`LensBackend` instance.
+
+    >>> from lensprobe.testing import tiny_model
+    >>> res = logit_lens(tiny_model("gpt2"), [[5, 6, 7]], token_ids=[8, 9], top_k=2)
+    >>> res.layers, tuple(res.token_logprobs.shape)          # [B, n_layers, K]
+    ([1, 2, 3], (1, 3, 2))
+    """
+    if isinstance(model, LoadedModel):
+        adapter, model = model.adapter, model.model
+    else:
+        adapter = get_adapter(model)
+    if isinstance(backend, LensBackend):
+        runner = backend
+    elif backend in _BACKENDS:
+        runner = _BACKENDS[backend]
+    else:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    ids, mask = _prepare_inputs(input_ids, attention_mask)
+    validate_batch(Batch(ids, mask), adapter, where="input")
+    n_rows = ids.shape[0]
+    tok = None if token_ids is None else _token_id_tensor(token_ids, adapter.vocab_size, n_rows=n_rows)
+    sets = None if token_sets is None else _set_index(token_sets, adapter.vocab_size)
+    top_k = _validate_top_k(top_k, adapter.vocab_size)
+    chosen = _resolve_layers(adapter, layers, include_embeddings)
+    if batch_size is None:
+        batch_size = n_rows
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+
+    n_layers, col = len(chosen), {layer: j for j, layer in enumerate(chosen)}
+    k = 0 if tok is None else tok.shape[-1]
+    result = LogitLensResult(
+        layers=chosen,
+        entropy=torch.empty(n_rows, n_layers),
+        token_ids=tok,
+        token_logprobs=None if tok is None else torch.empty(n_rows, n_layers, k),
+        token_ranks=None if tok is None else torch.empty(n_rows, n_layers, k, dtype=torch.long),
+        set_logprobs=None if sets is None else torch.empty(n_rows, n_layers, sets[0].shape[0]),
+        top_tokens=torch.empty(n_rows, n_layers, top_k, dtype=torch.long) if top_k else None,
+        top_logprobs=torch.empty(n_rows, n_layers, top_k) if top_k else None,
+        backend=runner.name,
+        n_sets=0 if sets is None else sets[0].shape[0],
+    )
+
+    def store(rows: slice, layer: int, r: LensReadout) -> None:
+        j = col[layer]
+        result.entropy[rows, j] = r.entropy.cpu()
+        for name in ("token_logprobs", "token_ranks", "set_logprobs", "top_tokens", "top_logprobs"):
+            value = getattr(r, name)
+            if value is not None:
+                getattr(result, name)[rows, j] = value.cpu()
+
+    runner.run(model, adapter, ids, mask, token_ids=tok, sets=sets, top_k=top_k, layers=chosen,
+               batch_size=batch_size, store=store)
+    return result

@@ -289,6 +289,23 @@ def test_nnsight_backend_agrees(model_type):
     assert not [name for name, mod in model.named_modules() if "forward" in mod.__dict__]
 
 
+def test_nnsight_backend_traces_the_same_model_again():
+    """Each chunk is a new trace of the same model: one row per chunk, layer 0 included, then once more.
+    (NNsight used to leave ``__nnsight__`` state on every module, and the second trace of layer 0 failed.)"""
+    from lensprobe.engine.lens import NnsightBackend, TorchBackend
+
+    model = sharp_model("gpt2", seed=6)
+    ids, mask = _padded_batch()
+    a = logit_lens(model, ids, mask, token_ids=TOKENS, top_k=3, include_embeddings=True, backend=TorchBackend())
+    for _ in range(2):
+        b = logit_lens(model, ids, mask, token_ids=TOKENS, top_k=3, include_embeddings=True, batch_size=1,
+                       backend="nnsight")
+        assert torch.allclose(a.token_logprobs, b.token_logprobs, atol=1e-5)
+        assert torch.equal(a.top_tokens, b.top_tokens)
+    assert a.backend == "torch" and b.backend == NnsightBackend.name
+    assert not [name for name, mod in model.named_modules() if {"forward", "__nnsight__"} & set(mod.__dict__)]
+
+
 def test_chunked_decode_equals_single_pass(monkeypatch, model_factory):
     import lensprobe.engine.lens as lens_mod
 
