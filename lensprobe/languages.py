@@ -22,11 +22,15 @@ __all__ = ["Language", "LANGUAGES", "LANGUAGE_INFO", "ALIASES", "EXTENSIONS", "U
 
 @dataclass(frozen=True)
 class Language:
-    """One language: its names, files, comments and the executables evaluation needs.
+    """One language: its names, files, comments and the toolchain evaluation needs.
 
     ``aliases`` are matched case-insensitively (the canonical name is always one); ``extensions``
     map source files to the language (the first is the one a runner writes); ``tools`` are the
-    executables that must be on ``PATH`` to build and run a program (:func:`lensprobe.evaluate.runners.missing_tools`).
+    executables that must be on ``PATH`` to build and run a program
+    (:func:`lensprobe.evaluate.runners.missing_tools`). ``build`` (optional) and ``run`` are the
+    commands with which the generic runner builds and runs ``prog<first extension>`` in a fresh
+    directory; the five built-in languages leave them empty: they have tuned runners in
+    :mod:`lensprobe.evaluate.runners` (precompiled headers, a shared Go cache, mono's asserts).
     """
 
     name: str
@@ -35,6 +39,8 @@ class Language:
     extensions: tuple[str, ...]
     line_comment: str
     tools: tuple[str, ...]
+    build: tuple[str, ...] = ()
+    run: tuple[str, ...] = ()
 
 
 _TABLE: tuple[Language, ...] = (

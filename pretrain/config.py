@@ -23,7 +23,7 @@ from lensprobe.languages import LANGUAGES
 from lensprobe.mixture_file import load_mixture_file
 from lensprobe.token_counts import parse_token_count
 
-from .corpora import CORPUS_KINDS, CORPUS_PLUGINS, open_corpus
+from .corpora import CORPUS_PLUGINS, corpus_kinds, open_corpus
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
 
@@ -339,7 +339,7 @@ def validate(cfg: PretrainConfig) -> None:
     corpus = d.corpus
     if isinstance(corpus, dict):
         kind = corpus.get("kind")
-        _check(kind in CORPUS_KINDS, f"data.corpus.kind: expected {'|'.join(CORPUS_KINDS)}, got {kind!r}")
+        _check(kind in corpus_kinds(), f"data.corpus.kind: expected {'|'.join(corpus_kinds())}, got {kind!r}")
         if kind in CORPUS_PLUGINS:  # build it now: unknown fields, splits or languages fail before training
             try:
                 open_corpus(corpus, languages=d.languages)

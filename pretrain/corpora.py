@@ -377,8 +377,11 @@ _KINDS = {"embedded": EmbeddedCorpus, "files": FileCorpus, "jsonl": JsonlCorpus,
 #: of that kind is opened; the function takes ``languages=`` and the spec's other fields and
 #: returns a corpus (``documents(language)``, ``languages``), raising ValueError for a bad spec
 CORPUS_PLUGINS: dict[str, str] = {"babel": "lensprobe.babel.corpus:babel_corpus"}
-#: every kind :func:`open_corpus` accepts
-CORPUS_KINDS: tuple[str, ...] = (*_KINDS, *CORPUS_PLUGINS)
+
+
+def corpus_kinds() -> tuple[str, ...]:
+    """Every kind :func:`open_corpus` accepts: the built-in ones, then :data:`CORPUS_PLUGINS`."""
+    return (*_KINDS, *CORPUS_PLUGINS)
 
 
 def corpus_plugin(kind: str) -> Callable[..., Any]:
@@ -415,8 +418,8 @@ def open_corpus(spec: dict | str, *, languages: Sequence[str] | None = None) -> 
         raise ValueError(f"corpus spec must be a string or a mapping, got {type(spec).__name__}")
     spec = dict(spec)
     kind = spec.pop("kind", None)
-    if kind not in CORPUS_KINDS:
-        raise ValueError(f"corpus spec: 'kind' must be one of {', '.join(CORPUS_KINDS)}, got {kind!r}")
+    if kind not in corpus_kinds():
+        raise ValueError(f"corpus spec: 'kind' must be one of {', '.join(corpus_kinds())}, got {kind!r}")
     if "languages" in spec:
         spec_languages = spec.pop("languages")
         languages = languages or spec_languages
@@ -435,4 +438,4 @@ def open_corpus(spec: dict | str, *, languages: Sequence[str] | None = None) -> 
 
 
 __all__ = ["Document", "Corpus", "EmbeddedCorpus", "FileCorpus", "JsonlCorpus", "ParquetCorpus",
-           "HFDiskCorpus", "open_corpus", "CORPUS_KINDS", "CORPUS_PLUGINS", "corpus_plugin"]
+           "HFDiskCorpus", "open_corpus", "corpus_kinds", "CORPUS_PLUGINS", "corpus_plugin"]

@@ -9,7 +9,9 @@ See docs/evaluate.md.
 from __future__ import annotations
 
 from .assembly import Program, assemble
-from .datasets import FAMILIES, LANGUAGES, DatasetError, Problem, load_problems, load_samples
+from lensprobe.languages import LANGUAGES
+
+from .datasets import FAMILIES, DatasetError, Problem, load_problems, load_samples
 from .defects import BAD_CANONICAL, UNPASSABLE
 from .evaluation import EvalResult, evaluate_samples
 from .runners import STATUSES, Executor, RunResult

@@ -4,23 +4,17 @@ Files are read by path (``.jsonl`` or ``.jsonl.gz``); nothing is downloaded or c
 """
 from __future__ import annotations
 
-from lensprobe.files import iter_jsonl
-
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-FAMILIES: tuple[str, ...] = ("humaneval-x", "multipl-e", "mxeval")
-#: Languages this package can execute (canonical names).
-LANGUAGES: tuple[str, ...] = ("python", "php", "csharp", "go", "cpp")
+from lensprobe.files import iter_jsonl
+from lensprobe.languages import UnknownLanguageError, canonical_language
 
-_LANGUAGE_ALIASES: dict[str, str] = {
-    "python": "python", "py": "python", "php": "php", "cs": "csharp", "csharp": "csharp", "c#": "csharp",
-    "go": "go", "golang": "go", "go_test.go": "go", "cpp": "cpp", "c++": "cpp",
-    # recognised for loading only (no runner)
-    "java": "java", "js": "javascript", "javascript": "javascript", "rust": "rust", "rs": "rust",
-}
+FAMILIES: tuple[str, ...] = ("humaneval-x", "multipl-e", "mxeval")
+# task-id prefixes; languages lensprobe has no entry for (lensprobe.languages) are named so that
+# loading their files fails with that language's name
 _MBXP_PREFIX = {"MBPP": "python", "MBPHP": "php", "MBCSP": "csharp", "MBGP": "go", "MBCPP": "cpp",
                 "MBJP": "java", "MBJSP": "javascript"}
 _HEX_PREFIX = {"Python": "python", "CPP": "cpp", "Go": "go", "Java": "java", "JavaScript": "javascript",
@@ -31,11 +25,12 @@ class DatasetError(ValueError):
     """A problem or sample file is malformed; the message names the file and the field."""
 
 
-def canonical_language(name: str) -> str:
-    key = str(name).strip().lower()
-    if key not in _LANGUAGE_ALIASES:
-        raise DatasetError(f"unknown language {name!r}; known: {sorted(set(_LANGUAGE_ALIASES.values()))}")
-    return _LANGUAGE_ALIASES[key]
+def _language(name: str, path: Path) -> str:
+    """The canonical name of a language named in (or for) the file ``path``."""
+    try:
+        return canonical_language(name)
+    except UnknownLanguageError as exc:
+        raise DatasetError(f"{path}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -101,16 +96,16 @@ def infer_family(records: list[Mapping[str, Any]]) -> str:
 
 def _infer_language(rec: Mapping[str, Any], path: Path) -> str:
     if rec.get("language"):
-        return canonical_language(rec["language"])
+        return _language(rec["language"], path)
     tid = str(rec.get("task_id", ""))
     prefix = tid.split("/")[0]
     if prefix in _HEX_PREFIX:
-        return _HEX_PREFIX[prefix]
+        return _language(_HEX_PREFIX[prefix], path)
     if prefix in _MBXP_PREFIX:
-        return _MBXP_PREFIX[prefix]
+        return _language(_MBXP_PREFIX[prefix], path)
     m = re.search(r"(?:humaneval[-_])(\w+?)(?:[-_.]|$)", path.name.lower())
     if m:
-        return canonical_language(m.group(1))
+        return _language(m.group(1), path)
     raise DatasetError(f"{path}: cannot infer the language of {tid!r}; pass language=")
 
 
@@ -126,7 +121,7 @@ def load_problems(path: str | Path, *, family: str | None = None, language: str 
         family = infer_family(records)
     if family not in FAMILIES:
         raise DatasetError(f"unknown family {family!r}; expected one of {FAMILIES}")
-    lang = canonical_language(language) if language is not None else _infer_language(records[0], path)
+    lang = _language(language, path) if language is not None else _infer_language(records[0], path)
     problems: list[Problem] = []
     seen: set[str] = set()
     for i, rec in enumerate(records, 1):

@@ -8,7 +8,9 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import pandas as pd
 
-from .datasets import FAMILIES, DatasetError, Problem, canonical_language, load_problems, load_samples
+from lensprobe.languages import canonical_language
+
+from .datasets import FAMILIES, DatasetError, Problem, load_problems, load_samples
 from .defects import unpassable
 from .runners import Executor, RunResult
 from .sandbox import SandboxReport

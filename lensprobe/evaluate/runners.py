@@ -24,6 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+from lensprobe.languages import LANGUAGES, language_info
+
 from .assembly import Program, assemble
 from .datasets import Problem
 from .sandbox import GiB, Limits, Sandbox, sandbox_report
@@ -31,10 +33,6 @@ from .sandbox import GiB, Limits, Sandbox, sandbox_report
 log = logging.getLogger(__name__)
 
 STATUSES: tuple[str, ...] = ("passed", "failed", "timeout", "compile_error", "runtime_error")
-#: Executables each language needs.
-TOOLS: dict[str, tuple[str, ...]] = {
-    "python": (), "php": ("php",), "cpp": ("g++",), "go": ("go",), "csharp": ("mcs", "mono"),
-}
 CXX_FLAGS: tuple[str, ...] = ("-std=gnu++17", "-O0", "-w")
 GOPATH_DEFAULT = "/usr/share/gocode"
 _FAIL_MARKERS = re.compile(r"assert|test failed|test case|--- FAIL|Error at \d+th|exception --- test|did not pass",
@@ -66,7 +64,9 @@ def default_cache_dir() -> Path:
 
 
 def missing_tools(language: str) -> list[str]:
-    return [t for t in TOOLS[language] if shutil.which(t) is None]
+    """The executables ``language`` needs (``Language.tools`` of :mod:`lensprobe.languages`) that are
+    not on ``PATH``."""
+    return [t for t in language_info(language).tools if shutil.which(t) is None]
 
 
 class Executor:
@@ -200,8 +200,8 @@ class Executor:
     # ---------------------------------------------------------------- one job
     def check_tools(self, languages: Iterable[str]) -> None:
         for lang in set(languages):
-            if lang not in TOOLS:
-                raise ValueError(f"no runner for language {lang!r}; supported: {sorted(TOOLS)}")
+            if lang not in LANGUAGES:
+                raise ValueError(f"no runner for language {lang!r}; supported: {sorted(LANGUAGES)}")
             miss = missing_tools(lang)
             if miss:
                 raise RuntimeError(f"{lang}: missing toolchain executable(s) {miss} (see scripts/setup.sh)")
@@ -258,8 +258,14 @@ class Executor:
                 run = ["mono", "--debug", "prog.exe"]
                 # mono's Debug.Assert is silent by default: route failures to stderr, classify below
                 env = {"MONO_TRACE_LISTENER": "Console.Error"}
-            else:
-                raise ValueError(f"no runner for language {lang!r}")
+            else:  # a language of lensprobe.languages without a tuned runner: its build/run commands
+                spec = language_info(lang)
+                if not spec.run:
+                    raise ValueError(f"no runner for language {lang!r}: its entry in lensprobe.languages has no "
+                                     f"'run' command (docs/adding-a-language.md)")
+                (work / f"prog{spec.extensions[0]}").write_text(program.source)
+                build = list(spec.build) or None
+                run = list(spec.run)
             sandbox.prepare_dir(work)
             compile_seconds = 0.0
             if build is not None:

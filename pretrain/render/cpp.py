@@ -1,7 +1,8 @@
 """C++: the program renderer and the concept renderer (docs/adding-a-language.md).
 
 The program renderer spells the shared model's primitives as ``.size()/.push_back/
-.pop_back/.erase/std::sort/std::accumulate/std::to_string/catch/std::cout``. Concepts are rendered with ``<algorithm>`` over a copied vector or string.
+.pop_back/.erase/std::sort/std::accumulate/std::to_string/catch/std::cout``. Concepts are rendered
+with ``<algorithm>`` over a copied vector or string.
 """
 from __future__ import annotations
 

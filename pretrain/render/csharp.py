@@ -1,7 +1,8 @@
 """C#: the program renderer and the concept renderer (docs/adding-a-language.md).
 
 The program renderer spells the shared model's primitives as ``.Count/.Length/.Sort()/
-.Sum()/Console.WriteLine/Console.ReadLine/.IndexOf/.Add/.RemoveAt/catch/.ToString()/null``. Concepts are rendered as LINQ chains in a ``public static int`` method.
+.Sum()/Console.WriteLine/Console.ReadLine/.IndexOf/.Add/.RemoveAt/catch/.ToString()/null``. Concepts
+are rendered as LINQ chains in a ``public static int`` method.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Go: the program renderer and the concept renderer (docs/adding-a-language.md).
 
 The program renderer spells the shared model's primitives as ``len/append/sort.Ints/
-fmt.Println/strings.Index/strconv/nil/func``. Concepts are rendered as loops over a copied slice (Go has no
-filter/map), strings with the ``strings`` package.
+fmt.Println/strings.Index/strconv/nil/func``. Concepts are rendered as loops over a copied slice (Go
+has no filter/map), strings with the ``strings`` package.
 """
 from __future__ import annotations
 

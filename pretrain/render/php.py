@@ -1,7 +1,8 @@
 """PHP: the program renderer and the concept renderer (docs/adding-a-language.md).
 
 The program renderer spells the shared model's primitives as ``count/strlen/sort/gettype/
-array_sum/array_search/strpos/echo/fgets/array_pop/array_splice/strval/null``. Concepts are rendered with ``array_filter``/``array_map`` and arrow functions.
+array_sum/array_search/strpos/echo/fgets/array_pop/array_splice/strval/null``. Concepts are rendered
+with ``array_filter``/``array_map`` and arrow functions.
 """
 from __future__ import annotations
 

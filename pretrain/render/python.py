@@ -1,8 +1,9 @@
 """Python: the program renderer and the concept renderer (docs/adding-a-language.md).
 
 The program renderer spells the shared model's primitives as ``len/sorted/type/sum/print/
-input/.find/.index/except/.append/.pop/str/True/False/def/and/or/not/None``. Concepts are rendered as a ``def`` of assignments and a ``return``; the Babel base corpus also
-writes them in other surface forms (:func:`python_surface`).
+input/.find/.index/except/.append/.pop/str/True/False/def/and/or/not/None``. Concepts are rendered
+as a ``def`` of assignments and a ``return``; the Babel base corpus also writes them in other
+surface forms (:func:`python_surface`).
 """
 from __future__ import annotations
 

@@ -9,14 +9,14 @@ import pytest
 
 from lensprobe.evaluate import evaluate_samples, load_problems
 from lensprobe.evaluate.defects import bad_canonical, unpassable
+from lensprobe.languages import LANGUAGE_INFO
 
-TOOLS = {"python": (), "cpp": ("g++",), "go": ("go",), "php": ("php",), "csharp": ("mcs", "mono")}
 MBXP = {"python": "mbpp_release_v1.jsonl", "php": "mbphp_release_v1.2.jsonl", "cpp": "mbcpp_release_v1.2.jsonl",
         "csharp": "mbcsp_release_v1.2.jsonl"}
 
 
 def _humaneval_x(eval_data, tools, lang, step):
-    tools(*TOOLS[lang])
+    tools(*LANGUAGE_INFO[lang].tools)
     path = eval_data("humaneval-x", f"humaneval_{lang}.jsonl.gz")
     ids = [p.task_id for p in load_problems(path, family="humaneval-x")][::step]
     res = evaluate_samples(path, None, family="humaneval-x", task_ids=ids, workers=2, timeout=20)
@@ -42,7 +42,7 @@ def test_humaneval_x_go_canonical_all_pass(eval_data, tools):
 @pytest.mark.parametrize("lang", ["python", "cpp", "go"])
 def test_humaneval_x_wrong_solutions_fail(eval_data, tools, lang):
     """Each problem gets the canonical solution of the next problem: it must not pass."""
-    tools(*TOOLS[lang])
+    tools(*LANGUAGE_INFO[lang].tools)
     path = eval_data("humaneval-x", f"humaneval_{lang}.jsonl.gz")
     probs = load_problems(path, family="humaneval-x")[10:16]
     samples = [{"task_id": p.task_id, "completion": q.canonical_solution} for p, q in zip(probs, probs[1:] + probs[:1])]
@@ -58,7 +58,7 @@ def test_humaneval_x_wrong_solutions_fail(eval_data, tools, lang):
     ("go", "    return\n}\n"),
 ])
 def test_multipl_e_wrong_completions_fail(eval_data, tools, lang, completion):
-    tools(*TOOLS[lang])
+    tools(*LANGUAGE_INFO[lang].tools)
     name = {"csharp": "cs"}.get(lang, lang)
     path = eval_data("multipl-e_from_deepseek-coder", f"humaneval-{name}.jsonl")
     skip = unpassable("multipl-e", lang)
@@ -68,7 +68,7 @@ def test_multipl_e_wrong_completions_fail(eval_data, tools, lang, completion):
 
 
 def _mbxp(eval_data, tools, lang, step):
-    tools(*TOOLS[lang])
+    tools(*LANGUAGE_INFO[lang].tools)
     path = eval_data("mxeval", "mbxp", MBXP[lang])
     probs = [p for p in load_problems(path, family="mxeval") if p.canonical_solution is not None][::step]
     res = evaluate_samples(path, None, family="mxeval", task_ids=[p.task_id for p in probs], workers=2, timeout=20)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import pytest
 
 from lensprobe.evaluate import evaluate_samples, load_problems
+from lensprobe.languages import LANGUAGE_INFO
 
 PUBLISHED = {  # language: (problem file, samples file, published pass@1 %, tolerance in points)
     "python": ("mbpp_release_v1.jsonl", "mbpp_samples.jsonl", 82.24, 0.5),
@@ -18,11 +19,10 @@ PUBLISHED = {  # language: (problem file, samples file, published pass@1 %, tole
     "cpp": ("mbcpp_release_v1.2.jsonl", "mbcpp_samples.jsonl", 79.60, 0.5),
     "csharp": ("mbcsp_release_v1.2.jsonl", "mbcsp_samples.jsonl", 63.63, 1.0),  # mono's mcs, not dotnet
 }
-TOOLS = {"python": (), "php": ("php",), "go": ("go",), "cpp": ("g++",), "csharp": ("mcs", "mono")}
 
 
 def _reproduce(eval_data, tools, lang):
-    tools(*TOOLS[lang])
+    tools(*LANGUAGE_INFO[lang].tools)
     problems, samples, published, tol = PUBLISHED[lang]
     path = eval_data("mxeval", "mbxp", problems)
     ids = [p.task_id for p in load_problems(path, family="mxeval")]

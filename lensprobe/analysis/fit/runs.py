@@ -27,10 +27,11 @@ from typing import Literal, Sequence
 import numpy as np
 import pandas as pd
 
+from lensprobe.languages import LANGUAGES
+
 __all__ = ["BabelRun", "LossCurve", "PerformanceUnits", "load_run", "read_jsonl", "read_table", "SWEEP_COLUMNS"]
 
 SWEEP_COLUMNS = ("run", "checkpoint", "step", "tokens", "probe", "language", "identifier", "layer", "metric", "value", "n")
-LANGUAGES = ("python", "php", "csharp", "go", "cpp")
 
 
 def read_jsonl(path: str | Path) -> pd.DataFrame:
