@@ -4,7 +4,7 @@ A probe declares the inputs it needs (batches of token ids), the modules it hook
 activation *inside* the forward hook (so nothing of shape [layers x positions x vocab] is kept),
 and finally returns tidy rows. Adding a probe touches no engine code.
 
-Rows use :data:`ROW_COLUMNS`; the sweep prepends :data:`CHECKPOINT_COLUMNS`.
+Rows use :data:`lensprobe.table.ROW_COLUMNS`; the sweep prepends :data:`lensprobe.table.CHECKPOINT_COLUMNS`.
 """
 from __future__ import annotations
 
@@ -15,13 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
 import torch
-
-#: Columns every probe row has (the sweep adds run/checkpoint/step/tokens in front).
-ROW_COLUMNS: tuple[str, ...] = ("probe", "language", "identifier", "layer", "metric", "value", "n")
-#: Columns the sweep adds per checkpoint.
-CHECKPOINT_COLUMNS: tuple[str, ...] = ("run", "checkpoint", "step", "tokens")
-#: The full long format of a sweep table.
-SWEEP_COLUMNS: tuple[str, ...] = CHECKPOINT_COLUMNS + ROW_COLUMNS
 
 
 @dataclass
@@ -63,7 +56,7 @@ class Probe(abc.ABC):
             # forward pass; for every (point, module) in probe.hook_points(adapter):
             probe.on_activation(point, output, batch)    # inside the hook: reduce at once
             probe.on_batch_end(batch)
-        rows = probe.finalize()                          # list of dicts with ROW_COLUMNS
+        rows = probe.finalize()                          # list of dicts with table.ROW_COLUMNS
     """
 
     #: short name written to the ``probe`` column
@@ -105,7 +98,7 @@ class Probe(abc.ABC):
 
     @abc.abstractmethod
     def finalize(self) -> list[dict[str, Any]]:
-        """Rows (dicts with :data:`ROW_COLUMNS`) for this checkpoint."""
+        """Rows (dicts with :data:`lensprobe.table.ROW_COLUMNS`) for this checkpoint."""
 
 
 class ModelProbe(abc.ABC):
@@ -123,4 +116,4 @@ class ModelProbe(abc.ABC):
 
     @abc.abstractmethod
     def run(self, model: torch.nn.Module, tokenizer: Any) -> list[dict[str, Any]]:
-        """Rows (dicts with :data:`ROW_COLUMNS`) for this checkpoint."""
+        """Rows (dicts with :data:`lensprobe.table.ROW_COLUMNS`) for this checkpoint."""

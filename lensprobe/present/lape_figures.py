@@ -1,7 +1,7 @@
 """Seaborn figures of LAPE results (each returns a :class:`matplotlib.figure.Figure`).
 
-Inputs are the long table of :func:`lensprobe.lape.lape_over_series` / a sweep (columns of
-``lensprobe.engine.protocol.SWEEP_COLUMNS``, rows with ``probe == "lape"``) or a single
+Inputs are the long table of :func:`lensprobe.probes.lape.lape_over_series` / a sweep (columns of
+``lensprobe.table.SWEEP_COLUMNS``, rows with ``probe == "lape"``) or a single
 :class:`~lensprobe.lape.LapeResult`.
 """
 from __future__ import annotations

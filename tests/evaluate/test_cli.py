@@ -73,7 +73,7 @@ def test_cli_generates_from_checkpoint(eval_data, tmp_path, tokenizer, capsys):
 
 def test_cli_run_dir_gives_pass_at_k_rows_per_checkpoint(tmp_path, tokenizer, capsys):
     pytest.importorskip("lensprobe.checkpoints")
-    from lensprobe.engine.protocol import CHECKPOINT_COLUMNS, ROW_COLUMNS
+    from lensprobe.table import CHECKPOINT_COLUMNS, ROW_COLUMNS
     from lensprobe.testing import tiny_model
 
     run = tmp_path / "run"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from lensprobe.engine.protocol import SWEEP_COLUMNS
+from lensprobe.table import SWEEP_COLUMNS
 
 STEPS = np.arange(0, 200, 10)        # 20 checkpoints
 N_LAYERS = 3

@@ -1,4 +1,4 @@
-"""The sweep runner: long-format table, resumability under SIGKILL, skipping, sharding."""
+"""The sweep runner: long-format table, in memory and on disk, resumability under SIGKILL, skipping, sharding."""
 from __future__ import annotations
 
 import json
@@ -15,21 +15,19 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from lensprobe.engine.protocol import SWEEP_COLUMNS
-from lensprobe.sweep import read_sweep, run_sweep
-from lensprobe.testing import build_tiny_run
+from lensprobe.sweep import probe_model, read_sweep, run_sweep
+from lensprobe.table import SWEEP_COLUMNS
 
 HERE = Path(__file__).parent
-sys.path.insert(0, str(HERE))
-from sweep_probes import LastTokenNorm, ParamSum  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    return build_tiny_run(tmp_path_factory.mktemp("run"), [0, 1, 2, 4, 8])
+def probes(sweep_probes):
+    return sweep_probes.LastTokenNorm, sweep_probes.ParamSum
 
 
-def test_table_is_long_format_and_matches_an_independent_forward(run_dir, tmp_path):
+def test_table_is_long_format_and_matches_an_independent_forward(run_dir, tmp_path, probes):
+    LastTokenNorm, ParamSum = probes
     res = run_sweep(run_dir, [LastTokenNorm(), ParamSum()], out_dir=tmp_path, progress=False, log=None)
     assert len(res.computed) == 5 and not res.failed
     df = read_sweep(tmp_path)
@@ -56,7 +54,8 @@ def test_table_is_long_format_and_matches_an_independent_forward(run_dir, tmp_pa
     assert df[df.metric == "param_sum"]["tokens"].tolist() == [0, 300, 600, 1200, 2400]
 
 
-def test_rerun_skips_done_checkpoints_and_recomputes_on_config_change(run_dir, tmp_path):
+def test_rerun_skips_done_checkpoints_and_recomputes_on_config_change(run_dir, tmp_path, probes):
+    LastTokenNorm, _ = probes
     run_sweep(run_dir, [LastTokenNorm()], out_dir=tmp_path, progress=False, log=None)
     before = read_sweep(tmp_path)
     again = run_sweep(run_dir, [LastTokenNorm()], out_dir=tmp_path, progress=False, log=None)
@@ -67,7 +66,8 @@ def test_rerun_skips_done_checkpoints_and_recomputes_on_config_change(run_dir, t
     assert (read_sweep(tmp_path).groupby("checkpoint").size() == before.groupby("checkpoint").size()).all()
 
 
-def test_failed_checkpoint_is_recorded_and_retried(run_dir, tmp_path):
+def test_failed_checkpoint_is_recorded_and_retried(run_dir, tmp_path, probes):
+    _, ParamSum = probes
     marker = tmp_path / "fail"
     marker.write_text("x")
     res = run_sweep(run_dir, [ParamSum(fail_marker=str(marker))], out_dir=tmp_path / "out", progress=False, log=None)
@@ -77,7 +77,8 @@ def test_failed_checkpoint_is_recorded_and_retried(run_dir, tmp_path):
     assert len(res.computed) == 5
 
 
-def test_shards_partition_the_checkpoints(run_dir, tmp_path):
+def test_shards_partition_the_checkpoints(run_dir, tmp_path, probes):
+    _, ParamSum = probes
     a = run_sweep(run_dir, [ParamSum()], out_dir=tmp_path, rank=0, world_size=2, progress=False, log=None)
     b = run_sweep(run_dir, [ParamSum()], out_dir=tmp_path, rank=1, world_size=2, progress=False, log=None)
     assert set(a.computed).isdisjoint(b.computed)
@@ -88,10 +89,12 @@ def test_shards_partition_the_checkpoints(run_dir, tmp_path):
 
 
 SCRIPT = """
-import json, sys
-sys.path.insert(0, {here!r})
+import importlib.util, json
 import torch; torch.set_num_threads(1)
-from sweep_probes import LastTokenNorm, ParamSum
+spec = importlib.util.spec_from_file_location("sweep_probes", {probes!r})
+probes = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(probes)
+LastTokenNorm, ParamSum = probes.LastTokenNorm, probes.ParamSum
 from lensprobe.sweep import run_sweep
 res = run_sweep({run!r}, [LastTokenNorm(sleep={sleep}), ParamSum()], out_dir={out!r}, progress=False, log=None)
 print(json.dumps({{"computed": res.computed, "skipped": res.skipped}}))
@@ -99,11 +102,12 @@ print(json.dumps({{"computed": res.computed, "skipped": res.skipped}}))
 
 
 def _sweep_process(run_dir, out, sleep):
-    code = SCRIPT.format(here=str(HERE), run=str(run_dir), out=str(out), sleep=sleep)
+    code = SCRIPT.format(probes=str(HERE / "sweep_probes.py"), run=str(run_dir), out=str(out), sleep=sleep)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_table(run_dir, tmp_path):
+def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_table(run_dir, tmp_path, probes):
+    LastTokenNorm, ParamSum = probes
     reference = tmp_path / "ref"
     run_sweep(run_dir, [LastTokenNorm(), ParamSum()], out_dir=reference, progress=False, log=None)
     out = tmp_path / "killed"
@@ -126,3 +130,41 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_table(run_
     got, want = read_sweep(out), read_sweep(reference)
     assert not got.duplicated(subset=["checkpoint", "probe", "layer", "metric", "language"]).any()
     pd.testing.assert_frame_equal(got, want)
+
+
+def test_in_memory_sweep_returns_the_table_the_disk_sweep_writes(run_dir, tmp_path, probes, monkeypatch):
+    LastTokenNorm, ParamSum = probes
+    disk = run_sweep(run_dir, [LastTokenNorm(), ParamSum()], out_dir=tmp_path / "out", progress=False, log=None)
+    seen = []
+    # the launcher's shard applies to a sweep on disk only: in memory every checkpoint is computed
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    mem = run_sweep(run_dir, [LastTokenNorm(), ParamSum()], progress=False, log=None,
+                    on_checkpoint=lambda info, rows: seen.append((info.name, rows)))
+    assert mem.out_dir is None and len(mem.computed) == 5 and not mem.skipped
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # nothing written in memory
+    pd.testing.assert_frame_equal(mem.to_dataframe(), disk.to_dataframe())  # dtypes and row order included
+    assert [name for name, _ in seen] == [f"checkpoint-{s}" for s in (0, 1, 2, 4, 8)]
+    pd.testing.assert_frame_equal(pd.concat([rows for _, rows in seen]).sort_values(["step", "probe", "metric", "layer"])
+                                  .reset_index(drop=True),
+                                  mem.to_dataframe().sort_values(["step", "probe", "metric", "layer"])
+                                  .reset_index(drop=True))
+    sharded = run_sweep(run_dir, [ParamSum()], out_dir=tmp_path / "shard", progress=False, log=None)
+    assert sharded.computed == ["checkpoint-1", "checkpoint-4"]
+    no_logs = run_sweep(run_dir, [ParamSum()], log_rows=False, progress=False, log=None).to_dataframe()
+    assert set(no_logs["probe"]) == {"param_sum"} and len(no_logs) == 5
+
+
+def test_probe_model_is_one_checkpoint_of_the_sweep(run_dir, probes):
+    LastTokenNorm, ParamSum = probes
+    swept = run_sweep(run_dir, [LastTokenNorm(), ParamSum()], log_rows=False, progress=False, log=None).to_dataframe()
+    model = AutoModelForCausalLM.from_pretrained(run_dir / "checkpoint-4").eval()
+    one = probe_model(model, [LastTokenNorm(), ParamSum()], run=run_dir.name, checkpoint="checkpoint-4", step=4,
+                      tokens=1200)
+    pd.testing.assert_frame_equal(one, swept[swept["step"] == 4].reset_index(drop=True), rtol=1e-6)
+    bare = probe_model(model, [ParamSum()])
+    assert tuple(bare.columns) == SWEEP_COLUMNS and bare[["run", "checkpoint", "step", "tokens"]].isna().all().all()
+    with pytest.raises(ValueError, match="at least one probe"):
+        probe_model(model, [])
+    with pytest.raises(TypeError, match="not a lensprobe Probe"):
+        run_sweep(run_dir, [object()])

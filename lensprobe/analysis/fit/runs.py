@@ -28,10 +28,9 @@ import numpy as np
 import pandas as pd
 
 from lensprobe.languages import LANGUAGES
+from lensprobe.table import SWEEP_COLUMNS
 
 __all__ = ["BabelRun", "LossCurve", "PerformanceUnits", "load_run", "read_jsonl", "read_table", "SWEEP_COLUMNS"]
-
-SWEEP_COLUMNS = ("run", "checkpoint", "step", "tokens", "probe", "language", "identifier", "layer", "metric", "value", "n")
 
 
 def read_jsonl(path: str | Path) -> pd.DataFrame:
