@@ -201,7 +201,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
     matplotlib.use("Agg")
     from lensprobe.present import figures as plot
     from lensprobe.files import atomic_write_json, atomic_write_text
-    from lensprobe.babel.evaluation import BabelProbe
+    from lensprobe.probes.babel import BabelProbe
     from lensprobe.babel.suite import write_babel_suite
     from lensprobe.checkpoints import CheckpointSeries
     from lensprobe.analysis.fit import BabelRun, recommend_tokens, write_mixture

@@ -38,7 +38,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from lensprobe.engine.protocol import ModelProbe
 from lensprobe.babel.concepts import checking_program, render
 from lensprobe.babel.splits import SPLITS, BabelSplits
 from lensprobe.evaluate.assembly import Program
@@ -381,41 +380,3 @@ def evaluate_babel(model: torch.nn.Module, tokenizer: Any, splits: BabelSplits, 
                          exact_match=float(exact), **{"pass@1": (float(ok) if ok is not None else np.nan)},
                          **{PRIOR_METRIC: pr}, completion=comp))
     return BabelEvaluation(pd.DataFrame(rows), n_boot=n_boot, seed=seed)
-
-
-class BabelProbe(ModelProbe):
-    """The Babel evaluation as a sweep probe (rows: probe="babel"; identifier = split for the
-    summary rows, ``"<split>:<concept>"`` for the per-item rows)."""
-
-    name = "babel"
-
-    def __init__(self, splits: BabelSplits | str, *, languages: Sequence[str] = ("python", "php"),
-                 split_names: Sequence[str] = SPLITS, target: str | None = None, execute: bool = True,
-                 batch_size: int = 64, n_boot: int = 1000, seed: int = 0, limit: int | None = None,
-                 max_new_tokens: int | None = None) -> None:
-        self.splits = splits if isinstance(splits, BabelSplits) else BabelSplits.load(splits)
-        self.limit, self.max_new_tokens = limit, max_new_tokens
-        self._executor: Any = None  # one sandbox executor for all checkpoints (its set-up is not free)
-        self.languages, self.split_names, self.target = tuple(languages), tuple(split_names), target
-        self.execute, self.batch_size, self.n_boot, self.seed = execute, batch_size, n_boot, seed
-
-    def config(self) -> dict[str, Any]:
-        import hashlib
-
-        digest = hashlib.sha256(json.dumps(self.splits.manifest(), sort_keys=True).encode()).hexdigest()[:16]
-        return {"name": self.name, "row_format": 2, "splits": digest, "languages": list(self.languages),
-                "split_names": list(self.split_names), "target": self.target, "execute": self.execute,
-                "n_boot": self.n_boot, "seed": self.seed, "limit": self.limit,
-                **({"max_new_tokens": self.max_new_tokens} if self.max_new_tokens is not None else {})}
-
-    def _get_executor(self) -> Any:
-        if self.execute and self._executor is None:
-            self._executor = Executor(workers=1, timeout=20.0)
-        return self._executor
-
-    def run(self, model: torch.nn.Module, tokenizer: Any) -> list[dict[str, Any]]:
-        ev = evaluate_babel(model, tokenizer, self.splits, languages=self.languages, split_names=self.split_names,
-                            target=self.target, execute=self.execute, batch_size=self.batch_size,
-                            n_boot=self.n_boot, seed=self.seed, limit=self.limit,
-                            max_new_tokens=self.max_new_tokens, executor=self._get_executor())
-        return ev.rows()

@@ -235,7 +235,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             print(f"wrote {len(ev.items)} items to {items_out}")
         failed: list[tuple[str, str]] = []
     else:
-        from lensprobe.babel.evaluation import BabelProbe
+        from lensprobe.probes.babel import BabelProbe
         from lensprobe.checkpoints import CheckpointError, CheckpointSeries
         from lensprobe.sweep import read_sweep, run_sweep
 

@@ -79,12 +79,9 @@ def run(args: argparse.Namespace) -> int:
         gen = dict(n=args.n, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                    batch_size=args.batch_size, seed=args.seed)
         if args.run_dir:
-            from lensprobe.checkpoints import CheckpointSeries
             from lensprobe.probes.functional import evaluate_checkpoints
 
-            factory = getattr(CheckpointSeries, "from_run_dir", CheckpointSeries)
-            series = factory(args.run_dir)
-            table = evaluate_checkpoints(series, {problems[0].language: problems}, ks=ks, **gen, **common)
+            table = evaluate_checkpoints(args.run_dir, {problems[0].language: problems}, ks=ks, **gen, **common)
             print(table.to_string(index=False))
             if args.out:
                 _write_table(table, args.out)

@@ -4,8 +4,10 @@
     lensprobe lape runs/r --languages python php --input python=src/py --input php=suite \\
         --tokens-per-language 200000 --out lape.csv --masks-dir lape-masks
 
-Resumable: checkpoints already in ``--out`` (written with the same settings, recorded in
-``<out>.lape.json``) are skipped; the table is rewritten atomically after every checkpoint.
+A sweep with the LAPE probe (:func:`lensprobe.probes.lape.lape_over_series`): every checkpoint's
+rows go to ``<out>.sweep/results/`` as it finishes, so a re-run skips the checkpoints already done
+with the same settings and recomputes those whose settings changed; the table ``--out`` is written
+from them at the end.
 """
 from __future__ import annotations
 
@@ -21,12 +23,6 @@ def _write_table(df: Any, out: Path) -> None:
     from lensprobe.files import atomic_write_table
 
     atomic_write_table(out, df)
-
-
-def _read_table(out: Path):
-    import pandas as pd
-
-    return pd.read_parquet(out) if out.suffix.lower() == ".parquet" else pd.read_csv(out)
 
 
 def _error(message: str) -> int:
@@ -52,8 +48,6 @@ def _parse_inputs(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
-
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".csv"):
         return _error(f"--out must end in .parquet or .csv, got {args.out}")
@@ -66,45 +60,18 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(exc))
 
     from lensprobe.checkpoints import CheckpointError, CheckpointSeries
-    from lensprobe.lape import InputError, lape_over_series
+    from lensprobe.lape import InputError
+    from lensprobe.probes.lape import lape_over_series
 
     try:
         series = CheckpointSeries(path)
     except (CheckpointError, ValueError, FileNotFoundError) as exc:
         return _error(f"{path}: {exc}")
-    tokenizer = None
-    if args.tokenizer:
-        from transformers import AutoTokenizer
+    sweep_dir = out.with_name(out.name + ".sweep")
+    computed: list[str] = []
 
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-
-    settings = {k: getattr(args, k) for k in (
-        "languages", "tokens", "input", "split", "tokens_per_language", "seq_len", "batch_size", "groups",
-        "null_permutations", "seed", "top_rate", "filter_rate", "activation_bar_ratio", "no_reference")}
-    settings["run"] = str(path.resolve())
-    sidecar = out.with_name(out.name + ".lape.json")
-    done: list[str] = []
-    previous = None
-    if out.exists() and not args.overwrite:
-        recorded = json.loads(sidecar.read_text()) if sidecar.exists() else None
-        if recorded != settings:
-            return _error(f"{out} exists and was written with other settings ({sidecar}); "
-                          "use --overwrite or another --out")
-        previous = _read_table(out)
-        done = sorted(set(previous["checkpoint"].astype(str)))
-        if done:
-            print(f"resuming: {len(done)} checkpoint(s) already in {out}")
-
-    from lensprobe.files import atomic_write_json
-
-    atomic_write_json(sidecar, settings)
-    frames = [previous] if previous is not None else []
-
-    def on_checkpoint(ckpt: Any, result: Any, rows: Any) -> None:
-        import pandas as pd
-
-        frames.append(rows)
-        _write_table(pd.concat(frames, ignore_index=True), out)
+    def on_checkpoint(info: Any, result: Any, rows: Any) -> None:
+        computed.append(info.name)
         if args.masks_dir:
             import io
 
@@ -115,25 +82,25 @@ def run(args: argparse.Namespace) -> int:
             buf = io.BytesIO()
             np.savez_compressed(buf, mask=result.mask, probs=result.probs, entropy=result.entropy,
                                 selected=result.selected, languages=np.array(result.languages))
-            atomic_write_bytes(Path(args.masks_dir) / f"{ckpt.name}.npz", buf.getvalue())
+            atomic_write_bytes(Path(args.masks_dir) / f"{info.name}.npz", buf.getvalue())
         summary = rows[rows["layer"].isna() & rows["metric"].isin(SUMMARY_METRICS) & rows["language"].notna()]
         table = summary.pivot_table(index="language", columns="metric", values="value", sort=False)
-        print(f"[{ckpt.name}] step {ckpt.step}:\n" + table.to_string(float_format=lambda v: f"{v:.1f}"))
+        print(f"[{info.name}] step {info.step}:\n" + table.to_string(float_format=lambda v: f"{v:.1f}"))
 
-    if done and {c.name for c in series} <= set(done):
-        print(f"all {len(series)} checkpoint(s) already in {out}")
-        return 0
     try:
-        lape_over_series(series, source, languages=args.languages, tokens_per_language=args.tokens_per_language,
-                         tokenizer=tokenizer, seq_len=args.seq_len, split=args.split, batch_size=args.batch_size,
-                         n_groups=args.groups, top_rate=args.top_rate, filter_rate=args.filter_rate,
-                         activation_bar_ratio=args.activation_bar_ratio, null_permutations=args.null_permutations,
-                         null_seed=args.seed, reference=None if args.no_reference else "first",
-                         device=args.device, skip=done, on_checkpoint=on_checkpoint)
+        df = lape_over_series(series, source, languages=args.languages, tokens_per_language=args.tokens_per_language,
+                              tokenizer=args.tokenizer, seq_len=args.seq_len, split=args.split,
+                              batch_size=args.batch_size, n_groups=args.groups, top_rate=args.top_rate,
+                              filter_rate=args.filter_rate, activation_bar_ratio=args.activation_bar_ratio,
+                              null_permutations=args.null_permutations, null_seed=args.seed,
+                              reference=None if args.no_reference else "first", device=args.device,
+                              out_dir=sweep_dir, on_checkpoint=on_checkpoint)
     except (InputError, CheckpointError) as exc:
         return _error(str(exc))
-    n = sum(len(f) for f in frames)
-    print(f"wrote {n} rows to {out}")
+    if not computed:
+        print(f"all {len(series)} checkpoint(s) already in {sweep_dir}")
+    _write_table(df, out)
+    print(f"wrote {len(df)} rows to {out}")
     return 0
 
 
@@ -162,5 +129,4 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: where the model loads)")
     p.add_argument("--out", required=True, help="output table (.parquet or .csv)")
     p.add_argument("--masks-dir", help="also save each checkpoint's masks and probabilities as <checkpoint>.npz")
-    p.add_argument("--overwrite", action="store_true", help="start over even if --out exists")
     p.set_defaults(func=run)

@@ -72,15 +72,10 @@ def run(args: argparse.Namespace) -> int:
         except (KeyError, ValueError) as exc:
             print(f"error: {path}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
             return 2
-    tokenizer = None
-    if args.tokenizer:
-        from lensprobe.commands.probes import load_tokenizer
-
-        tokenizer = load_tokenizer(args.tokenizer)
     try:
         if args.identifier:
             suite.render(limit=1, identifiers=args.identifier)  # unknown ids fail before any model loads
-        df = working_language(series, suite, tokenizer=tokenizer, seed=args.seed, limit=args.limit,
+        df = working_language(series, suite, tokenizer=args.tokenizer, seed=args.seed, limit=args.limit,
                               identifiers=args.identifier,
                               exclude_last=args.exclude_last, prompts=args.prompts,
                               batch_size=args.batch_size, add_bos=args.bos, device=args.device)

@@ -9,30 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 
-def load_tokenizer(path: str) -> Any:
-    """A tokenizer from a directory (HF ``AutoTokenizer``) or a ``tokenizer.json`` file."""
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise FileNotFoundError(f"tokenizer path {path!r} does not exist")
-    if p.is_file():
-        from tokenizers import Tokenizer
-
-        return Tokenizer.from_file(str(p))
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(str(p))
-
-
 def _validate(args: argparse.Namespace) -> int:
+    from lensprobe.checkpoints import CheckpointError, load_tokenizer_from
     from lensprobe.suites import validate_suite
 
     try:
-        tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
-    except Exception as exc:  # noqa: BLE001 - any load failure is a user error here
+        tokenizer = load_tokenizer_from(args.tokenizer) if args.tokenizer else None
+    except CheckpointError as exc:
         print(f"error: cannot load tokenizer {args.tokenizer}: {exc}", file=sys.stderr)
         return 2
     from lensprobe.suites import resolve_suite_path

@@ -3,12 +3,14 @@
     lensprobe sweep runs/continual-php --out sweeps/php \\
         --probe working_language:suite=php,prompts=generated+all \\
         --probe lape:languages=python+php,inputs=suite,tokens_per_language=20000 \\
-        --probe babel:splits=runs/babel/splits.json,languages=python+php,execute=false
+        --probe babel:splits=runs/babel/splits.json,languages=python+php,execute=false \\
+        --probe functional:problems=humaneval-php.jsonl,family=multipl-e,max_new_tokens=128
 
 Results go to ``OUT/results/<run>__<checkpoint>.parquet`` (one atomic file per checkpoint). Re-running the
 same command skips finished checkpoints; changing a probe's settings recomputes them. Sharding:
 ``accelerate launch --num_processes N -m lensprobe.cli sweep ...`` (each rank takes every N-th
-checkpoint, read from RANK / WORLD_SIZE). Probe keys: ``lensprobe sweep --list-probes``.
+checkpoint, read from RANK / WORLD_SIZE). Each probe's keys are listed below and by
+``lensprobe sweep --list-probes``.
 
 Exit codes: 0 all checkpoints done, 1 some checkpoints failed (re-run to retry them), 2 bad input.
 """
@@ -61,20 +63,12 @@ def run(args: argparse.Namespace) -> int:
             series = series.select(steps=args.steps, every=args.every)
     except (CheckpointError, ValueError, KeyError, FileNotFoundError) as exc:
         return _error(f"{path}: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}")
-    tokenizer = None
-    if args.tokenizer:
-        try:
-            from transformers import AutoTokenizer
-
-            tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-        except (OSError, ValueError) as exc:
-            return _error(f"--tokenizer {args.tokenizer}: {exc}")
-    else:
-        try:
-            tokenizer = series.load_tokenizer()
-        except CheckpointError:
-            # probes on token ids (LAPE on a token store) need none; others say so when built
-            print(f"note: {path}: no tokenizer files; probes that tokenize text will fail", file=sys.stderr)
+    try:
+        tokenizer = series.tokenizer(args.tokenizer, required=False)
+    except CheckpointError as exc:
+        return _error(f"--tokenizer {args.tokenizer}: {exc}" if args.tokenizer else str(exc))
+    if tokenizer is None:  # probes on token ids (LAPE on a token store) need none; others say so when built
+        print(f"note: {path}: no tokenizer files; probes that tokenize text will fail", file=sys.stderr)
     try:
         probes = [make_probe(spec, tokenizer=tokenizer) for spec in args.probe]
     except ProbeSpecError as exc:
@@ -99,9 +93,24 @@ def run(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
+#: the epilog of ``--help``, replaced by every probe's keys when the help is printed
+_PROBE_KEYS = "<probe keys>"
+
+
+class _HelpWithProbes(argparse.RawDescriptionHelpFormatter):
+    """Lists every probe's keys in ``--help`` (read from the probes only when the help is printed)."""
+
+    def add_text(self, text: str | None) -> None:
+        if text == _PROBE_KEYS:
+            from lensprobe.probes.registry import probe_help, registered_probes
+
+            text = "probes and their keys (* required):\n\n" + "\n\n".join(probe_help(n) for n in registered_probes())
+        super().add_text(text)
+
+
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("sweep", help="run probes over every checkpoint into a resumable parquet table",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description=__doc__, epilog=_PROBE_KEYS, formatter_class=_HelpWithProbes)
     p.add_argument("run", nargs="?", help="run directory of checkpoints (or one model directory)")
     p.add_argument("--out", help="output directory (results/ holds one parquet file per checkpoint)")
     p.add_argument("--probe", action="append", default=[], metavar="SPEC",

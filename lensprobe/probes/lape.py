@@ -24,21 +24,33 @@ null_<metric>          as above    mean over shuffled-label permutations
 jaccard_vs_reference   lang / "*"  overlap with a reference selection (e.g. step 0)
 split_half_jaccard     lang / "*"  overlap of selections on two halves of the groups
 =====================  ==========  =====================================================
+
+:func:`lape_over_series` runs the probe over a series through the sweep, comparing every
+checkpoint with the first one.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping, Sequence
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
+from lensprobe.checkpoints import CheckpointInfo, CheckpointSeries
+from lensprobe.engine.hooks import run_probes
+from lensprobe.engine.protocol import Batch, Probe
 from lensprobe.lape.counting import ActivationCounter, aggregate_probabilities
-from lensprobe.lape.inputs import LapeInputs
+from lensprobe.lape.inputs import InputError, LapeInputs, resolve_inputs
 from lensprobe.lape.null import NullResult, shuffled_label_null, split_half_agreement
 from lensprobe.lape.selection import LapeResult, lape_select
-from lensprobe.engine.protocol import Batch, Probe
+from lensprobe.probes.registry import register_probe
+from lensprobe.sweep import read_sweep, run_sweep
+from lensprobe.table import empty_table, sort_table
 
-__all__ = ["LapeProbe"]
+__all__ = ["LapeProbe", "lape_over_series"]
 
 
 def _row(language, layer, metric, value, n) -> dict[str, Any]:
@@ -47,20 +59,53 @@ def _row(language, layer, metric, value, n) -> dict[str, Any]:
             "value": float(value), "n": None if n is None else int(n)}
 
 
+@register_probe(prefixes={"input_": "input_sources"})
 class LapeProbe(Probe):
-    """LAPE neurons per checkpoint (see the module docstring for the rows)."""
+    """LAPE language-specific neurons (Tang et al. 2024) with a shuffled-label null; rows in the module docstring.
+
+    Args:
+        inputs: the token inputs: :class:`~lensprobe.lape.LapeInputs`, or a source for every
+            language (a pretrain token store ``tokens:DIR`` or a directory with ``manifest.json``,
+            a directory of source files, a ``.jsonl`` file with a ``language`` field, ``suite``), or
+            a mapping language -> source; see :func:`lensprobe.lape.inputs.resolve_inputs`.
+        languages: the languages (required with sources; selects from given inputs).
+        input_sources: per-language sources, overriding ``inputs`` for those languages.
+        tokenizer: tokenizes text sources (the series' tokenizer in a sweep).
+        tokens_per_language: token budget per language (default: all the source holds).
+        seq_len: sequence length of packed inputs.
+        split: token-store split (train or val).
+        suite_seed: rendering seed of ``suite`` sources.
+        batch_size: sequences per forward pass.
+        n_groups: sequence groups per language (the null permutes their labels).
+        padding_side: ``"left"`` or ``"right"``.
+        pad_id: padding token id (default: the tokenizer's pad token, else 0).
+        top_rate: share of all neurons selected (Tang et al.'s 1%).
+        filter_rate: quantile of the activation probabilities a neuron must exceed.
+        activation_bar_ratio: quantile of the selected neurons' probabilities above which a
+            language counts as using a neuron.
+        null_permutations: shuffled-label permutations (0: no null rows).
+        null_seed: seed of the permutations.
+        split_half: also select on two halves of the groups (``split_half_jaccard`` rows).
+        reference: a selection to compare with (``jaccard_vs_reference`` rows).
+    """
 
     name = "lape"
 
-    def __init__(self, inputs: LapeInputs, *, languages: Sequence[str] | None = None, batch_size: int = 8,
-                 n_groups: int = 16, padding_side: str = "right", pad_id: int = 0,
+    def __init__(self, inputs: LapeInputs | str | Mapping[str, str] | None = None, *,
+                 languages: Sequence[str] | None = None, input_sources: Mapping[str, str] | None = None,
+                 tokenizer: Any = None, tokens_per_language: int | None = None, seq_len: int = 256,
+                 split: Literal["train", "val"] = "val", suite_seed: int = 0, batch_size: int = 8,
+                 n_groups: int = 16, padding_side: Literal["left", "right"] = "right", pad_id: int | None = None,
                  top_rate: float = 0.01, filter_rate: float = 0.95, activation_bar_ratio: float = 0.95,
                  null_permutations: int = 8, null_seed: int = 0, split_half: bool = True,
                  reference: LapeResult | None = None) -> None:
-        if not isinstance(inputs, LapeInputs):
-            raise TypeError(f"inputs must be LapeInputs, got {type(inputs).__name__}")
-        self.inputs = inputs.select(languages) if languages is not None else inputs
+        self.inputs = _inputs(inputs, languages=languages, input_sources=input_sources, tokenizer=tokenizer,
+                              tokens_per_language=tokens_per_language, seq_len=seq_len, split=split,
+                              suite_seed=suite_seed)
         self.languages = self.inputs.languages
+        if pad_id is None:
+            pad = getattr(tokenizer, "pad_token_id", None)
+            pad_id = 0 if pad is None else pad
         if int(null_permutations) < 0:
             raise ValueError(f"null_permutations must be >= 0, got {null_permutations}")
         self.batch_size = int(batch_size)
@@ -164,14 +209,38 @@ class LapeProbe(Probe):
     # -- standalone use -------------------------------------------------------------------------
     def run(self, model: Any, *, adapter: Any = None, device: torch.device | str | None = None) -> list[dict[str, Any]]:
         """Count, select and return this checkpoint's rows (one :func:`lensprobe.engine.hooks.run_probes` call)."""
-        from lensprobe.engine.hooks import run_probes
-
         return run_probes(model, [self], adapter=adapter, device=device)
 
 
-def _mask_digest(res: LapeResult) -> str:
-    import hashlib
+def _inputs(inputs: Any, *, languages: Sequence[str] | None, input_sources: Mapping[str, str] | None,
+            tokenizer: Any, **options: Any) -> LapeInputs:
+    """The probe's :class:`LapeInputs` from given inputs or from sources (see :class:`LapeProbe`)."""
+    if isinstance(inputs, LapeInputs):
+        if input_sources:
+            raise TypeError("give either LapeInputs or sources (inputs / input_sources), not both")
+        if languages is None and options["tokens_per_language"] is None:
+            return inputs
+        return resolve_inputs(inputs, languages=languages or inputs.languages, tokenizer=tokenizer, **options)
+    if not languages:
+        raise InputError("languages are needed to read LAPE inputs from sources")
+    languages = list(languages)
+    sources = dict(input_sources or {})
+    unknown = [lang for lang in sources if lang not in languages]
+    if unknown:
+        raise InputError(f"an input source is given for {unknown[0]!r} (input_{unknown[0]}), which is not one of "
+                         f"the languages {', '.join(languages)}")
+    default = None if isinstance(inputs, Mapping) else inputs
+    if sources or isinstance(inputs, Mapping):
+        sources = {**(inputs if isinstance(inputs, Mapping) else {}), **sources}
+    missing = [lang for lang in languages if lang not in sources and default is None]
+    if missing:
+        raise InputError(f"no LAPE inputs for {', '.join(missing)}: give inputs=SOURCE (suite, a directory, "
+                         "a .jsonl file, tokens:STORE_DIR) or a source per language (input_<language>=SOURCE)")
+    source = {lang: sources.get(lang, default) for lang in languages} if sources else default
+    return resolve_inputs(source, languages=languages, tokenizer=tokenizer, **options)
 
+
+def _mask_digest(res: LapeResult) -> str:
     return hashlib.sha256(np.packbits(res.mask).tobytes() + ",".join(res.languages).encode()).hexdigest()[:16]
 
 
@@ -206,3 +275,63 @@ def _null_rows(null: NullResult, total: int) -> list[dict[str, Any]]:
     for metric, value in summary.items():
         rows.append(_row(None, None, "null_" + metric, value, n))
     return rows
+
+
+# --------------------------------------------------------------------------- over a series
+def lape_over_series(series: CheckpointSeries | str | os.PathLike, inputs: Any, *, languages: Sequence[str],
+                     tokens_per_language: int | None = None, tokenizer: Any = None, seq_len: int = 256,
+                     split: Literal["train", "val"] = "val", batch_size: int = 8, n_groups: int = 16,
+                     padding_side: Literal["left", "right"] = "right", top_rate: float = 0.01,
+                     filter_rate: float = 0.95, activation_bar_ratio: float = 0.95, null_permutations: int = 8,
+                     null_seed: int = 0, split_half: bool = True, reference: str | LapeResult | None = "first",
+                     device: str | torch.device | None = None, out_dir: str | Path | None = None,
+                     on_checkpoint: Callable[[CheckpointInfo, LapeResult, pd.DataFrame], None] | None = None
+                     ) -> pd.DataFrame:
+    """:class:`LapeProbe` on every checkpoint of ``series`` (a :class:`CheckpointSeries` or a run
+    directory): the table of :data:`lensprobe.table.SWEEP_COLUMNS` (LAPE rows only).
+
+    A thin call of :func:`lensprobe.sweep.run_sweep`: in memory, or resumable under ``out_dir``.
+    ``inputs``: see :func:`lensprobe.lape.inputs.resolve_inputs`. ``reference="first"`` compares
+    every later checkpoint's sets with the first checkpoint's (``jaccard_vs_reference`` rows; use
+    a step-0 checkpoint first for the initialisation baseline): the first checkpoint is swept
+    alone, then the rest with its selection as the reference (a resumed sweep recomputes the
+    first checkpoint in memory when it was already done). Pass a :class:`LapeResult` to fix the
+    reference, None for none. ``on_checkpoint(info, result, rows)`` is called after each computed
+    checkpoint (e.g. to save its masks).
+    """
+    if reference not in (None, "first") and not isinstance(reference, LapeResult):
+        raise ValueError(f"reference must be 'first', None or a LapeResult, got {reference!r}")
+    if not isinstance(series, CheckpointSeries):
+        series = CheckpointSeries(series)
+    tokenizer = series.tokenizer(tokenizer, required=False)
+    probe = LapeProbe(inputs, languages=languages, tokenizer=tokenizer, tokens_per_language=tokens_per_language,
+                      seq_len=seq_len, split=split, batch_size=batch_size, n_groups=n_groups,
+                      padding_side=padding_side, top_rate=top_rate, filter_rate=filter_rate,
+                      activation_bar_ratio=activation_bar_ratio, null_permutations=null_permutations,
+                      null_seed=null_seed, split_half=split_half,
+                      reference=reference if isinstance(reference, LapeResult) else None)
+
+    def done(info: CheckpointInfo, rows: pd.DataFrame) -> None:
+        if on_checkpoint is not None:
+            on_checkpoint(info, probe.result, rows)
+
+    sweep = dict(tokenizer=tokenizer, device=device or "cpu", rank=0, world_size=1, fail_fast=True,
+                 log_rows=False, progress=False, log=None)
+    parts = [series]
+    if reference == "first" and len(series) > 1:
+        parts = [series[:1], series[1:]]
+    tables = []
+    for i, part in enumerate(parts):
+        res = run_sweep(part, [probe], out_dir=out_dir, on_checkpoint=done, **sweep)
+        tables.append(res.table)
+        if i == 0 and len(parts) > 1:
+            if not res.computed:  # resumed: its rows are on disk; the reference is recomputed in memory
+                run_sweep(part, [probe], out_dir=None, **sweep)
+            probe.reference = probe.result
+    if out_dir is None:
+        frames = [t for t in tables if len(t)]
+        return sort_table(pd.concat(frames, ignore_index=True)) if frames else empty_table()
+    table = read_sweep(out_dir)
+    mine = (table["run"] == series.run) & table["checkpoint"].isin([c.name for c in series]) \
+        & (table["probe"] == probe.name)
+    return table[mine].reset_index(drop=True)

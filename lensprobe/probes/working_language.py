@@ -16,19 +16,27 @@ variant, ``prompts="all"``, writes the same metrics with the suffix ``_all_promp
 computed in one pass (``prompts=("generated", "all")``).  Every share row's ``n`` is the number of
 prompts it rests on; a share with no prompt kept is NaN.  See ``docs/suites.md``.
 
-Rows use :data:`lensprobe.engine.protocol.ROW_COLUMNS`; the metric names are listed in :data:`METRICS`.
+Rows use :data:`lensprobe.table.ROW_COLUMNS`; the metric names are listed in :data:`METRICS`.
+:func:`working_language` runs the probe over a series (or on one model) through the sweep.
 """
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 
+from lensprobe.checkpoints import CheckpointSeries
+from lensprobe.engine.hooks import block_hook_points, point_layer
+from lensprobe.engine.lens import readout
 from lensprobe.engine.protocol import Batch, Probe
+from lensprobe.probes.registry import register_probe
 from lensprobe.suites import Suite, SuiteItem, TokenSets, encode_text, load_suite
+from lensprobe.sweep import probe_model, run_sweep
 
 __all__ = ["WorkingLanguageProbe", "working_language", "default_exclude_last", "metric_name", "METRICS",
            "PROMPT_METRICS", "OTHER_METRICS", "PROMPTS", "ALL_PROMPTS_SUFFIX", "GROUP_SUFFIX", "TARGET", "PYTHON",
@@ -136,14 +144,13 @@ class _ItemRecord:
     final_rank: float = math.nan
 
 
+@register_probe
 class WorkingLanguageProbe(Probe):
-    """Logit-lens working-language probe over an identifier suite (see module docstring).
-
-    Rows per identifier, per group (ids ``<group>:<rest>`` pooled as ``<group>:*``; Babel suites'
-    splits) and for the suite (``identifier`` None).
+    """Logit-lens working language (Eq.1) over an identifier suite; metrics in :data:`METRICS`.
 
     Args:
-        suite: a :class:`~lensprobe.suites.Suite` or anything :func:`~lensprobe.suites.load_suite` takes.
+        suite: a :class:`~lensprobe.suites.Suite`, a suite name (php, go, ...) or a YAML path.
+        suites_dir: an extra directory searched for the suite's YAML file.
         seed: rendering seed of the suite.
         limit: prompts per identifier (default: the suite's ``n_prompts``).
         identifiers: restrict to these identifier ids.
@@ -155,15 +162,18 @@ class WorkingLanguageProbe(Probe):
         batch_size: prompts per forward pass.
         add_bos: prepend the tokenizer's BOS token to every prompt (never added implicitly).
         padding_side: ``"left"`` or ``"right"``; rows are exact either way (position ids from the mask).
+
+    Rows per identifier, per group (ids ``<group>:<rest>`` pooled as ``<group>:*``; Babel suites'
+    splits) and for the suite (``identifier`` None).
     """
 
     name = "working_language"
 
-    def __init__(self, suite: Suite | str, *, seed: int = 0, limit: int | None = None,
+    def __init__(self, suite: Suite | str, *, suites_dir: str | None = None, seed: int = 0, limit: int | None = None,
                  identifiers: Sequence[str] | None = None, exclude_last: int | None = None,
                  prompts: str | Sequence[str] = "generated", batch_size: int = 16, add_bos: bool = False,
-                 padding_side: str = "left"):
-        self.suite = load_suite(suite)
+                 padding_side: Literal["left", "right"] = "left"):
+        self.suite = load_suite(suite, search_path=[suites_dir] if suites_dir else None)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
         if exclude_last is not None and (isinstance(exclude_last, bool) or not isinstance(exclude_last, int)
@@ -207,8 +217,6 @@ class WorkingLanguageProbe(Probe):
         self._seen_excluded = None
 
     def hook_points(self, adapter: Any) -> Mapping[str, torch.nn.Module]:
-        from lensprobe.engine.hooks import block_hook_points
-
         return block_hook_points(adapter)
 
     def included_identifiers(self) -> list[str]:
@@ -267,9 +275,6 @@ class WorkingLanguageProbe(Probe):
             yield Batch(input_ids, mask, meta)
 
     def on_activation(self, point: str, output: torch.Tensor, batch: Batch) -> None:
-        from lensprobe.engine.hooks import point_layer
-        from lensprobe.engine.lens import readout
-
         layer = point_layer(point)
         L = self._n_layers
         rows = torch.arange(output.shape[0], device=output.device)
@@ -419,70 +424,27 @@ class WorkingLanguageProbe(Probe):
 
 
 # --------------------------------------------------------------------------- convenience
-_TABLE_COLUMNS = ["checkpoint", "step", "language", "identifier", "layer", "metric", "value", "n"]
-
-
-def _rows_to_frame(rows: list[dict[str, Any]], checkpoint: Any, step: Any):
-    import pandas as pd
-
-    df = pd.DataFrame(rows)
-    if df.empty:
-        return pd.DataFrame(columns=_TABLE_COLUMNS)
-    df.insert(0, "checkpoint", checkpoint)
-    df.insert(1, "step", step)
-    df["layer"] = df["layer"].astype("Int64")
-    df["step"] = df["step"].astype("Int64")
-    return df[_TABLE_COLUMNS]
-
-
-def _is_series(obj: Any) -> bool:
-    return hasattr(obj, "iter_models") and callable(obj.iter_models)
-
-
-def _series_tokenizer(series: Any) -> Any:
-    load = getattr(series, "load_tokenizer", None)
-    if callable(load):
-        return load()
-    tok = getattr(series, "tokenizer", None)
-    if tok is None:
-        raise ValueError("the checkpoint series has no tokenizer; pass tokenizer=...")
-    return tok
-
-
 def working_language(model_or_series: Any, suite: Suite | str, *, tokenizer: Any = None, seed: int = 0,
                      limit: int | None = None, identifiers: Sequence[str] | None = None, exclude_last: int | None = None,
                      prompts: str | Sequence[str] = "generated", batch_size: int = 16, add_bos: bool = False,
-                     device: str | torch.device | None = None):
-    """Run :class:`WorkingLanguageProbe` on one model or every checkpoint of a series.
+                     device: str | torch.device | None = None) -> pd.DataFrame:
+    """Run :class:`WorkingLanguageProbe` on every checkpoint of a series (a
+    :class:`~lensprobe.checkpoints.CheckpointSeries` or a run directory) or on one model.
 
-    Returns a DataFrame with columns ``checkpoint, step, language, identifier, layer, metric, value, n``
-    (``checkpoint``/``step`` are None for a single model).  A single model needs ``tokenizer``
-    (or a :class:`~lensprobe.engine.adapters.LoadedModel`, whose tokenizer is used).  ``prompts`` as in
-    :class:`WorkingLanguageProbe`: the paper's rule (``"generated"``) by default.
+    A thin call of :func:`lensprobe.sweep.run_sweep` in memory (one model:
+    :func:`lensprobe.sweep.probe_model`, whose ``checkpoint`` column is the model's
+    ``name_or_path``): the table of :data:`lensprobe.table.SWEEP_COLUMNS`, the probe's rows only.
+    ``tokenizer``: an object or a path; default the series' tokenizer (a
+    :class:`~lensprobe.engine.adapters.LoadedModel`'s own); a plain model needs one.
+    ``prompts`` as in :class:`WorkingLanguageProbe`: the paper's rule (``"generated"``) by default.
     """
-    import pandas as pd
-
-    from lensprobe.engine.hooks import run_probes
-
-    probe_kwargs = dict(seed=seed, limit=limit, identifiers=identifiers, exclude_last=exclude_last,
-                        prompts=_prompt_sets(prompts), batch_size=batch_size, add_bos=add_bos)
-    suite = load_suite(suite)
-    if not _is_series(model_or_series):
-        tok = tokenizer if tokenizer is not None else getattr(model_or_series, "tokenizer", None)
-        if tok is None:
-            raise ValueError("working_language on a single model needs tokenizer=...")
-        probe = WorkingLanguageProbe(suite, **probe_kwargs)
-        rows = run_probes(model_or_series, [probe], tokenizer=tok, device=device)
-        name = getattr(getattr(model_or_series, "config", None), "name_or_path", None) or None
-        return _rows_to_frame(rows, name, None)
-    frames = []
-    tok = tokenizer
-    for ckpt, model in model_or_series.iter_models():
-        if tok is None:
-            tok = _series_tokenizer(model_or_series)
-        probe = WorkingLanguageProbe(suite, **probe_kwargs)
-        rows = run_probes(model, [probe], tokenizer=tok, device=device)
-        frames.append(_rows_to_frame(rows, getattr(ckpt, "name", str(ckpt)), getattr(ckpt, "step", None)))
-    if not frames:
-        return pd.DataFrame(columns=_TABLE_COLUMNS)
-    return pd.concat(frames, ignore_index=True)
+    probe = WorkingLanguageProbe(suite, seed=seed, limit=limit, identifiers=identifiers, exclude_last=exclude_last,
+                                 prompts=prompts, batch_size=batch_size, add_bos=add_bos)
+    if isinstance(model_or_series, (CheckpointSeries, str, os.PathLike)):
+        series = model_or_series if isinstance(model_or_series, CheckpointSeries) else CheckpointSeries(model_or_series)
+        return run_sweep(series, [probe], tokenizer=series.tokenizer(tokenizer), device=device or "cpu",
+                         fail_fast=True, log_rows=False, progress=False, log=None).to_dataframe()
+    if tokenizer is None and getattr(model_or_series, "tokenizer", None) is None:
+        raise ValueError("working_language on a single model needs tokenizer=...")
+    name = getattr(getattr(model_or_series, "config", None), "name_or_path", None) or None
+    return probe_model(model_or_series, [probe], tokenizer=tokenizer, device=device, checkpoint=name)

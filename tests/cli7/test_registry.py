@@ -1,11 +1,13 @@
 """Probe specs: parsing, typed options, clear errors naming the key, custom registrations."""
 from __future__ import annotations
 
+from typing import Literal, Sequence
+
 import pytest
 
 from lensprobe.engine.protocol import ModelProbe, Probe
 from lensprobe.probes.registry import (ProbeSpecError, boolean, make_probe, parse_probe_spec, probe_help,
-                                       register_probe, registered_probes, text_list)
+                                       probe_options, register_probe, registered_probes, text_list)
 
 
 def test_parse_splits_name_and_options_keeping_equals_and_colons_in_values():
@@ -89,22 +91,149 @@ def test_babel_spec(tmp_path):
     assert (probe.languages, probe.execute, probe.n_boot) == (("python", "php"), False, 50)
 
 
-def test_register_custom_probe_and_refuse_silent_override():
+def test_options_are_the_probe_constructors_parameters():
+    import inspect
+
+    from lensprobe.probes.babel import BabelProbe
+    from lensprobe.probes.functional import FunctionalProbe
+    from lensprobe.probes.lape import LapeProbe
     from lensprobe.probes.working_language import WorkingLanguageProbe
 
+    assert {"working_language", "lape", "babel", "functional"} <= set(registered_probes())
+    # every parameter a spec can give is a key, with the signature's default; the rest (LapeInputs,
+    # a LapeResult, the tokenizer, the mapping filled by input_<name>) are left out
+    left_out = {"working_language": set(), "lape": {"tokenizer", "reference", "input_sources"}, "babel": set(),
+                "functional": set()}
+    for name, cls in (("working_language", WorkingLanguageProbe), ("lape", LapeProbe), ("babel", BabelProbe),
+                      ("functional", FunctionalProbe)):
+        params = inspect.signature(cls).parameters
+        options = probe_options(name)
+        assert set(options) == set(params) - left_out[name], name
+        for key, opt in options.items():
+            default = params[key].default
+            assert opt.required == (default is inspect.Parameter.empty), (name, key)
+            if not opt.required:
+                assert opt.default == default, (name, key)
+            assert opt.doc, f"{name}.{key} has no description in the class docstring's Args section"
+    wl = probe_options("working_language")
+    assert (wl["suite"].required, wl["limit"].convert, wl["prompts"].convert, wl["add_bos"].convert) == \
+        (True, int, text_list, boolean)
+    assert wl["padding_side"].type_name == "left|right"
+    assert probe_options("functional")["ks"].convert("1+10") == [1, 10]
+    assert probe_options("lape")["top_rate"].convert("0.02") == 0.02
+    assert "rendering seed of the suite" in probe_options("working_language")["seed"].doc
+
+
+def test_probe_help_lists_keys_types_defaults_and_descriptions():
+    text = probe_help("working_language")
+    assert text.splitlines()[0].startswith("working_language: Logit-lens working language (Eq.1)")
+    assert "  suite* (text): a Suite, a suite name" in text
+    assert "  exclude_last (integer, default none): final layers left out of Eq.1" in text
+    assert "  prompts (list (a+b), default generated):" in text
+    assert "input_<name> (text): input_sources[<name>]" in probe_help("lape")
+    assert "``" not in text and ":class:" not in text  # reST markup is stripped
+
+
+def test_adding_a_probe_is_one_decorated_class(monkeypatch):
+    """A probe defined anywhere (here: this test) registers itself; its keys come from its signature."""
+    from lensprobe.probes import registry
+    from lensprobe.probes.working_language import WorkingLanguageProbe
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+
+    @register_probe
+    class Echo(WorkingLanguageProbe):
+        """Echoes its options.
+
+        Args:
+            limit: prompts per identifier.
+            tags: free labels.
+            mode: how to echo.
+        """
+
+        name = "echo_test_probe"
+
+        def __init__(self, *, limit: int, tags: Sequence[str] = (), mode: Literal["loud", "quiet"] = "quiet",
+                     tokenizer=None):
+            super().__init__("php", limit=limit)
+            self.tags, self.mode, self.got_tokenizer = list(tags), mode, tokenizer
+
+    probe = make_probe("echo_test_probe:limit=2,tags=a+b,mode=loud", tokenizer="TOK")
+    assert isinstance(probe, Echo) and (probe.limit, probe.tags, probe.mode, probe.got_tokenizer) == \
+        (2, ["a", "b"], "loud", "TOK")
+    assert len(probe.items) == 2 * 5
+    help_text = probe_help("echo_test_probe")
+    assert "Echoes its options." in help_text and "limit* (integer): prompts per identifier." in help_text
+    assert "mode (loud|quiet, default quiet): how to echo." in help_text
+    with pytest.raises(ProbeSpecError, match="key 'mode' expects loud|quiet"):
+        make_probe("echo_test_probe:limit=2,mode=shout")
+    with pytest.raises(ProbeSpecError, match="missing required key.*limit"):
+        make_probe("echo_test_probe:mode=loud")
+    with pytest.raises(ValueError, match="already registered"):
+        register_probe(Echo, name="working_language")
+    register_probe(Echo, name="working_language", replace=True)
+    assert isinstance(make_probe("working_language:limit=1"), Echo)
+
+
+def test_factory_functions_and_bad_registrations(monkeypatch):
+    from lensprobe.probes import registry
+    from lensprobe.probes.working_language import WorkingLanguageProbe
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
     seen = {}
 
-    def factory(*, tokenizer=None, **opts):
-        seen.update(opts)
-        return WorkingLanguageProbe("php", limit=opts["limit"])
+    def wl_test_factory(*, limit: int, tag: str = "x", tokenizer=None):
+        """A factory."""
+        seen.update(limit=limit, tag=tag)
+        return WorkingLanguageProbe("php", limit=limit)
 
-    register_probe("wl_test_probe", factory, options={"limit": int, "tag": str}, required=("limit",), help="test")
-    assert "wl_test_probe" in registered_probes()
-    probe = make_probe("wl_test_probe:limit=2,tag=x")
-    assert isinstance(probe, Probe) and seen == {"limit": 2, "tag": "x"} and len(probe.items) == 2 * 5
-    assert "limit* (integer)" in probe_help("wl_test_probe")
-    with pytest.raises(ValueError, match="already registered"):
-        register_probe("wl_test_probe", factory)
-    register_probe("wl_test_probe_any", lambda tokenizer=None, **o: object(), options=None)
-    with pytest.raises(ProbeSpecError, match="factory returned object"):
-        make_probe("wl_test_probe_any:x=1")
+    register_probe(wl_test_factory)
+    probe = make_probe("wl_test_factory:limit=2,tag=y")
+    assert isinstance(probe, Probe) and seen == {"limit": 2, "tag": "y"}
+    assert "limit* (integer)" in probe_help("wl_test_factory")
+    register_probe(lambda **o: object(), name="wl_test_any")
+    with pytest.raises(ProbeSpecError, match="returned object"):
+        make_probe("wl_test_any")
+
+    def bad(*, reference: dict):
+        return None
+
+    with pytest.raises(TypeError, match="'reference' has type.*cannot give"):
+        register_probe(bad, name="wl_test_bad")
+    with pytest.raises(TypeError, match="not a Probe"):
+        register_probe(dict)
+    with pytest.raises(TypeError, match="prefix 'x_' needs a parameter 'y'"):
+        register_probe(wl_test_factory, name="wl_test_prefix", prefixes={"x_": "y"})
+
+
+def test_entry_points_add_probes_from_other_packages(monkeypatch):
+    import types
+
+    from lensprobe.probes import registry
+
+    monkeypatch.setattr(registry, "_REGISTRY", dict(registry._REGISTRY))
+    monkeypatch.setattr(registry, "_DISCOVERED", False)
+
+    def third_party(*, depth: int = 3):
+        """A third-party probe factory."""
+        from lensprobe.probes.working_language import WorkingLanguageProbe
+
+        return WorkingLanguageProbe("php", limit=depth)
+
+    class EntryPoint:
+        def __init__(self, name, obj, value):
+            self.name, self.obj, self.value = name, obj, value
+
+        def load(self):
+            if isinstance(self.obj, Exception):
+                raise self.obj
+            return self.obj
+
+    module = types.ModuleType("third_party_probes")
+    points = [EntryPoint("tp_probe", third_party, "tp:third_party"), EntryPoint("tp_module", module, "tp"),
+              EntryPoint("tp_broken", ImportError("no module named tp_missing"), "tp_missing:X")]
+    monkeypatch.setattr(registry, "_entry_points", lambda: points)
+    with pytest.warns(RuntimeWarning, match="'tp_broken'.*no module named tp_missing"):
+        names = registered_probes()
+    assert "tp_probe" in names and "tp_module" not in names and "working_language" in names
+    assert make_probe("tp_probe:depth=2").limit == 2

@@ -103,3 +103,15 @@ def test_missing_run_dir_and_list_probes(tmp_path, capsys):
     assert cli("sweep", "--list-probes") == 0
     out = capsys.readouterr().out
     assert "working_language: " in out and "suite* (text)" in out and "input_<name>" in out
+
+
+def test_help_lists_every_probe_and_its_keys(capsys):
+    from lensprobe.probes.registry import probe_help, registered_probes
+
+    with pytest.raises(SystemExit) as info:
+        cli("sweep", "--help")
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for name in registered_probes():
+        for line in probe_help(name).splitlines():
+            assert " ".join(line.split()) in " ".join(out.split()), line

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import dataclasses
-from types import SimpleNamespace
 
+import pandas as pd
 import pytest
 import torch
 
 from lensprobe.evaluate.datasets import Problem
 from lensprobe.evaluate.generation import StopSpec, generate_completions, stop_spec
-from lensprobe.engine.protocol import CHECKPOINT_COLUMNS, ROW_COLUMNS
+from lensprobe.table import SWEEP_COLUMNS
 from lensprobe.testing import tiny_model
 
 torch.set_num_threads(1)
@@ -78,26 +78,67 @@ def test_n_samples_and_seed_determinism(model, tokenizer):
         generate_completions(model, tokenizer, probs, n=2)
 
 
-def test_eval_probe_over_a_series_gives_rows(model, tokenizer):
-    from lensprobe.probes.functional import evaluate_checkpoints
-
+def _passk_problems():
     # X/1 is passed by any completion that stays inside the comment (cut at the first line break);
     # X/2 needs `return 1`, which a random model does not write -> pass@1 = 0.5 exactly
-    probs = [Problem("X/1", "multipl-e", "python", "def one():\n    return 1\n#",
-                     "\ndef check(c):\n    assert c() == 1\ncheck(one)\n", stop_tokens=("\n", "\r", "\x00")),
-             Problem("X/2", "multipl-e", "python", "def one():\n",
-                     "\ndef check(c):\n    assert c() == 1\ncheck(one)\n", stop_tokens=("\n\n",))]
+    return [Problem("X/1", "multipl-e", "python", "def one():\n    return 1\n#",
+                    "\ndef check(c):\n    assert c() == 1\ncheck(one)\n", stop_tokens=("\n", "\r", "\x00")),
+            Problem("X/2", "multipl-e", "python", "def one():\n",
+                    "\ndef check(c):\n    assert c() == 1\ncheck(one)\n", stop_tokens=("\n\n",))]
+
+
+@pytest.fixture(scope="module")
+def two_checkpoints(model, tokenizer, tmp_path_factory):
+    """A run of two checkpoints: the module's model (step 1) and another seed (step 2)."""
+    run = tmp_path_factory.mktemp("run") / "toy"
     other = tiny_model("llama", vocab_size=259, seed=4, max_position_embeddings=512)
+    for step, m in ((1, model), (2, other)):
+        m.save_pretrained(run / f"checkpoint-{step}")
+        tokenizer.save_pretrained(run / f"checkpoint-{step}")
+    return run
 
-    class Series:
-        run = "toy"
 
-        def iter_models(self):
-            yield SimpleNamespace(name="step1", step=1, tokens=100), model
-            yield SimpleNamespace(name="step2", step=2, tokens=200), other
+def test_evaluate_checkpoints_is_the_functional_probe_over_the_series(model, tokenizer, two_checkpoints):
+    from lensprobe.probes.functional import FunctionalProbe, evaluate_checkpoints
 
-    table = evaluate_checkpoints(Series(), {"python": probs}, tokenizer=tokenizer, max_new_tokens=4, workers=1)
-    assert list(table.columns) == list(CHECKPOINT_COLUMNS + ROW_COLUMNS)
-    assert table["checkpoint"].tolist() == ["step1", "step2"]
+    table = evaluate_checkpoints(two_checkpoints, {"python": _passk_problems()}, max_new_tokens=4, workers=1)
+    assert tuple(table.columns) == SWEEP_COLUMNS
+    assert table["checkpoint"].tolist() == ["checkpoint-1", "checkpoint-2"] and table["step"].tolist() == [1, 2]
     assert set(table["probe"]) == {"eval"} and set(table["metric"]) == {"pass@1"}
     assert table["value"].tolist() == [0.5, 0.5] and table["n"].tolist() == [2, 2]
+    # one checkpoint by hand: generation, then execution, then pass@1 of the executed results
+    from lensprobe.evaluate.evaluation import evaluate_samples
+
+    samples = generate_completions(model, tokenizer, _passk_problems(), max_new_tokens=4)
+    res = evaluate_samples(_passk_problems(), samples, workers=1)
+    assert res.pass_at(1) == table["value"][0]
+    rows = FunctionalProbe(_passk_problems(), max_new_tokens=4, workers=1, ks=(1, 2)).run(model, tokenizer)
+    assert [r["metric"] for r in rows] == ["pass@1"]  # k > n is left out
+    with pytest.raises(ValueError, match="no problems"):
+        FunctionalProbe([])
+
+
+def test_functional_probe_from_a_spec_gives_the_same_rows(tokenizer, two_checkpoints, tmp_path, capsys):
+    import json
+
+    from lensprobe.cli import main
+    from lensprobe.probes.functional import evaluate_checkpoints
+    from lensprobe.probes.registry import make_probe
+    from lensprobe.sweep import read_sweep, run_sweep
+
+    path = tmp_path / "problems.jsonl"
+    path.write_text("".join(json.dumps({"task_id": p.task_id, "language": "python", "prompt": p.prompt,
+                                        "tests": p.tests, "stop_tokens": list(p.stop_tokens)}) + "\n"
+                            for p in _passk_problems()))
+    spec = f"functional:problems={path},family=multipl-e,max_new_tokens=4,workers=1"
+    probe = make_probe(spec)
+    assert probe.problems["python"][1].prompt == _passk_problems()[1].prompt
+    swept = run_sweep(two_checkpoints, [probe], log_rows=False, progress=False, log=None).to_dataframe()
+    api = evaluate_checkpoints(two_checkpoints, {"python": _passk_problems()}, max_new_tokens=4, workers=1)
+    pd.testing.assert_frame_equal(swept, api)
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(two_checkpoints), "--out", str(out), "--probe", spec, "--no-progress"]) == 0
+    cli = read_sweep(out)
+    pd.testing.assert_frame_equal(cli[cli["probe"] == "eval"].reset_index(drop=True), api)
+    assert main(["sweep", str(two_checkpoints), "--out", str(out), "--probe", spec, "--no-progress"]) == 0
+    assert "0 computed, 2 already done" in capsys.readouterr().out  # the problems are part of the resume key

@@ -1,13 +1,14 @@
-"""lape_over_series, the `lensprobe lape` CLI and the plots on a tiny three-checkpoint run."""
+"""lape_over_series (the LAPE probe through the sweep), the `lensprobe lape` CLI and the plots on a tiny
+three-checkpoint run."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from lensprobe.lape import LapeInputs, lape_over_series
-from lensprobe.engine.protocol import SWEEP_COLUMNS
-from lensprobe.probes.lape import LapeProbe
+from lensprobe.lape import LapeInputs
+from lensprobe.probes.lape import LapeProbe, lape_over_series
+from lensprobe.table import SWEEP_COLUMNS, sort_table, stamp_rows, to_table
 
 SETTINGS = dict(languages=["python", "php"], tokens_per_language=300, seq_len=50, n_groups=4, null_permutations=2)
 
@@ -50,19 +51,34 @@ def test_rows_equal_an_independent_single_model_run(table, run_dir):
     model = AutoModelForCausalLM.from_pretrained(run / "checkpoint-10").eval()
     inputs = LapeInputs.from_token_store(store, ["python", "php"], seq_len=50, tokens_per_language=300)
     probe = LapeProbe(inputs, n_groups=4, null_permutations=2, reference=seen[0][1])
-    rows = pd.DataFrame(probe.run(model))
-    mine = df[df.checkpoint == "checkpoint-10"].drop(columns=["run", "checkpoint", "step", "tokens"])
-    pd.testing.assert_frame_equal(mine.reset_index(drop=True), rows)
+    rows = sort_table(to_table(stamp_rows(probe.run(model), run="toy-run", checkpoint="checkpoint-10", step=10)))
+    mine = df[df.checkpoint == "checkpoint-10"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(mine, rows)
     np.testing.assert_array_equal(probe.result.mask, seen[1][1].mask)
+    # the first checkpoint is the reference: no jaccard rows; a fixed reference gives them everywhere
+    fixed = lape_over_series(str(run), str(store), reference=seen[2][1], **SETTINGS)
+    jac = fixed[(fixed.metric == "jaccard_vs_reference") & fixed.language.isna()].set_index("checkpoint").value
+    assert jac["checkpoint-20"] == 1.0 and jac["checkpoint-0"] == pytest.approx(seen[0][1].jaccard(seen[2][1])["*"])
+    none = lape_over_series(str(run), str(store), reference=None, **SETTINGS)
+    pd.testing.assert_frame_equal(none, df[df.metric != "jaccard_vs_reference"].reset_index(drop=True))
 
 
-def test_resume_skips_done_checkpoints_with_the_same_reference(table, run_dir):
+def test_resume_recomputes_only_missing_checkpoints_with_the_same_reference(table, run_dir, tmp_path):
     df, _ = table
     run, store = run_dir
-    rest = lape_over_series(str(run), str(store), skip=["checkpoint-0", "checkpoint-10"], **SETTINGS)
-    assert set(rest.checkpoint) == {"checkpoint-20"}
-    full = df[df.checkpoint == "checkpoint-20"].reset_index(drop=True)
-    pd.testing.assert_frame_equal(rest.reset_index(drop=True), full)
+    out = tmp_path / "sweep"
+    done = []
+    first = lape_over_series(str(run), str(store), out_dir=out, on_checkpoint=lambda c, r, rows: done.append(c.name),
+                             **SETTINGS)
+    pd.testing.assert_frame_equal(first, df)  # on disk = in memory
+    assert done == ["checkpoint-0", "checkpoint-10", "checkpoint-20"]
+    (out / "results" / "toy-run__checkpoint-10.parquet").unlink()
+    done.clear()
+    again = lape_over_series(str(run), str(store), out_dir=out, on_checkpoint=lambda c, r, rows: done.append(c.name),
+                             **SETTINGS)
+    # checkpoint-0 is done (its selection is recomputed in memory as the reference), checkpoint-20 too
+    assert done == ["checkpoint-10"]
+    pd.testing.assert_frame_equal(again, df)
 
 
 def test_cli_writes_resumes_and_rejects_bad_input(table, run_dir, tmp_path, capsys):
@@ -83,9 +99,12 @@ def test_cli_writes_resumes_and_rejects_bad_input(table, run_dir, tmp_path, caps
     capsys.readouterr()
     assert main(argv) == 0  # resume: nothing left to do
     assert "all 3 checkpoint(s) already in" in capsys.readouterr().out
-    assert len(pd.read_parquet(out)) == len(written)
-    assert main(argv[:-4] + ["--groups", "2", "--out", str(out)]) == 2
-    assert "other settings" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(pd.read_parquet(out), written)
+    # other settings: every checkpoint is recomputed, the table holds the new rows only
+    assert main(argv[:-4] + ["--groups", "2", "--out", str(out)]) == 0
+    assert "already in" not in capsys.readouterr().out
+    regrouped = lape_over_series(str(run), str(store), **{**SETTINGS, "n_groups": 2})
+    pd.testing.assert_frame_equal(pd.read_parquet(out), regrouped)
     bad = ["lape", str(run), "--languages", "python", "go", "--tokens", str(store), "--out", str(tmp_path / "x.csv")]
     assert main(bad) == 2
     assert "language 'go'" in capsys.readouterr().err
@@ -136,9 +155,8 @@ def test_lape_probe_in_a_sweep(table, run_dir, tmp_path):
     run, store = run_dir
     inputs = LapeInputs.from_token_store(store, ["python", "php"], seq_len=50, tokens_per_language=300)
     probe = LapeProbe(inputs, n_groups=4, null_permutations=2)
-    # LapeProbe reads token ids and never uses the tokenizer; the toy run has no tokenizer files
-    run_sweep(str(run), [probe], out_dir=tmp_path / "sweep", tokenizer=object(), progress=False,
-              log=lambda *a: None)
+    # LapeProbe reads token ids: the toy run has no tokenizer files and needs none
+    run_sweep(str(run), [probe], out_dir=tmp_path / "sweep", progress=False, log=lambda *a: None)
     swept = read_sweep(tmp_path / "sweep")
     swept = swept[swept.metric == "n_neurons"].sort_values(["step", "language", "layer"], na_position="first")
     mine = df[df.metric == "n_neurons"].sort_values(["step", "language", "layer"], na_position="first")

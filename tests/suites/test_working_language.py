@@ -13,6 +13,7 @@ import lensprobe
 from lensprobe.probes.working_language import (METRICS, OTHER, PROMPT_METRICS, PYTHON, TARGET, WorkingLanguageProbe,
                                                _ItemRecord, default_exclude_last, metric_name, working_language)
 from lensprobe.testing import tiny_model
+from lensprobe.table import SWEEP_COLUMNS, sort_table, stamp_rows, to_table
 
 torch.set_num_threads(2)
 SUITE = "go"
@@ -267,7 +268,14 @@ def test_working_language_table_columns(bpe_tokenizer):
     suite = lensprobe.load_suite("php")
     model = _boosted_model("gpt2", bpe_tokenizer, suite)
     df = working_language(model, suite, tokenizer=bpe_tokenizer, limit=LIMIT, identifiers=["count"])
-    assert list(df.columns) == ["checkpoint", "step", "language", "identifier", "layer", "metric", "value", "n"]
+    # the sweep table's columns; a model outside a series (and not loaded from a path) has no checkpoint columns
+    assert tuple(df.columns) == SWEEP_COLUMNS and set(df.probe) == {"working_language"}
+    assert model.config.name_or_path == "" and df[["run", "checkpoint", "step", "tokens"]].isna().all().all()
+    # exactly the probe's rows from the engine, stamped (the one-model path of the sweep)
+    probe = WorkingLanguageProbe(suite, limit=LIMIT, identifiers=["count"])
+    rows = lensprobe.run_probes(model, [probe], tokenizer=bpe_tokenizer)
+    expected = sort_table(to_table(stamp_rows(rows)))
+    pd.testing.assert_frame_equal(df, expected)
     assert set(df.language) == {"php"}
     assert _lookup(df, "count", "n_prompts") == (LIMIT, LIMIT)
     # default exclude_last for a 3-layer model is 1
