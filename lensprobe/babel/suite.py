@@ -4,10 +4,10 @@ The working-language probe needs prompts that stop where a target-language ident
 and whose Python counterpart differs. The Babel concepts supply them in-distribution: every
 concept's canonical body ends in a terminal (``return count($ys);`` in PHP, ``return len(ys)`` in
 Python), so the canonical target rendering cut right before the terminal's identifier is a prompt
-a tiny model trained on the Babel corpora has seen in kind (ARCHITECTURE section 11: "the clearest
-signal is the lens at the return position").
+a tiny model trained on the Babel corpora has seen in kind (docs/babel.md, "Lens items").
 
-Terminal -> (target form, Python form), read off :mod:`lensprobe.babel.concepts`' renderers:
+Terminal -> (target form, Python form), the ``TERMINAL_FORMS`` of each language's renderer module
+(:mod:`pretrain.render`):
 
 =========== ======== ============== ============= =============== ================
 terminal    Python   PHP            C#            Go              C++
