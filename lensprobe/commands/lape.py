@@ -125,7 +125,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--activation-bar-ratio", type=float, default=0.95)
     p.add_argument("--no-reference", action="store_true",
                    help="do not compare each checkpoint's sets with the first checkpoint's")
-    p.add_argument("--tokenizer", help="tokenizer directory for text inputs (default: the run's)")
+    p.add_argument("--tokenizer", help="tokenizer directory or tokenizer.json for text inputs (default: the run's)")
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: where the model loads)")
     p.add_argument("--out", required=True, help="output table (.parquet or .csv)")
     p.add_argument("--masks-dir", help="also save each checkpoint's masks and probabilities as <checkpoint>.npz")

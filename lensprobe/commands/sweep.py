@@ -118,7 +118,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--list-probes", action="store_true", help="list the probes and their keys, then exit")
     p.add_argument("--steps", type=int, nargs="+", help="only these steps")
     p.add_argument("--every", type=int, help="only steps that are multiples of N")
-    p.add_argument("--tokenizer", help="tokenizer directory (default: the run's)")
+    p.add_argument("--tokenizer", help="tokenizer directory or tokenizer.json (default: the run's)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, mps (default cpu)")
     p.add_argument("--dtype", default="float32", help="model dtype (float32, bfloat16, float16)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
