@@ -41,6 +41,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lensprobe.analysis.smoothing import sliding_mean
+
 STAGE_NAMES = ("translation", "transition", "stabilization")
 
 #: Default minimum absolute rise / decline for single curves on a 0-1 scale (accuracy, pass@1,
@@ -114,22 +116,6 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, np.bool_):
         return bool(obj)
     return obj
-
-
-def smooth(values: Sequence[float], window: int = 5) -> np.ndarray:
-    """Centered moving mean; the window shrinks symmetrically at the edges (no padding bias)."""
-    y = np.asarray(values, dtype=float)
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    if window == 1 or y.size == 0:
-        return y.copy()
-    half = window // 2
-    out = np.empty_like(y)
-    n = y.size
-    for i in range(n):
-        h = min(half, i, n - 1 - i)
-        out[i] = y[i - h:i + h + 1].mean()
-    return out
 
 
 def estimate_noise(values: Sequence[float]) -> float:
@@ -275,7 +261,7 @@ def _analyse(x: np.ndarray, Y: np.ndarray, *, noise: float | None, point_se: np.
     """Shape, effects, standard errors and decisions for curves ``Y`` [k, n] (higher is better)."""
     k, n = Y.shape
     y = Y.mean(axis=0)
-    ys = smooth(y, window)
+    ys = sliding_mean(y, window=window)
     min_seg = max(3, window, math.ceil(n / 6))
     fits = _fit_pieces(x, y, min_seg=min_seg)
     shape = min(fits, key=lambda s: fits[s]["bic"])

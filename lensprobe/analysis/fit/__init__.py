@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from .allocation import Allocation, InfeasibleAllocation, allocate, project_to_box_simplex
 from .share import (PAPER_ALPHA_WINDOW, LogLinearFit, NoFiniteTokens, PythonShare, alpha_window_mask, fit_log_linear,
-                    loss_noise, python_share_from_loss, python_share_from_tokens, sliding_mean,
-                    tokens_for_share)
+                    loss_noise, python_share_from_loss, python_share_from_tokens, tokens_for_share)
+from lensprobe.analysis.smoothing import sliding_mean
 from .fitting import BootstrapResult, LawFit, Validation, fit_law
 from .laws import Law, list_laws, make_law, register_law
 from lensprobe.mixture_file import read_mixture, write_mixture

@@ -27,8 +27,10 @@ import pandas as pd
 from lensprobe.mixture_file import write_mixture
 from lensprobe.token_counts import parse_token_quantity
 
+from lensprobe.analysis.smoothing import sliding_mean
+
 from .share import (PAPER_ALPHA_WINDOW, NoFiniteTokens, PythonShare, loss_noise, python_share_from_loss,
-                    python_share_from_tokens, sliding_mean, tokens_for_share)
+                    python_share_from_tokens, tokens_for_share)
 from .runs import BabelRun, LossCurve, load_run
 
 __all__ = ["Recommendation", "MixtureRecommendation", "PredictedVsActual", "BestShare", "recommend_tokens",

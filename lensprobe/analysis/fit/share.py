@@ -17,6 +17,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from lensprobe.analysis.smoothing import sliding_mean
+
 __all__ = [
     "PythonShare",
     "LogLinearFit",
@@ -29,7 +31,6 @@ __all__ = [
     "python_share_from_tokens",
     "tokens_for_share",
     "fit_log_linear",
-    "sliding_mean",
 ]
 
 PAPER_RUN_STEPS = 50_000
@@ -328,18 +329,3 @@ def fit_log_linear(x, y, *, base: float = 10) -> LogLinearFit:
     r2 = 1.0 - float((resid**2).sum()) / ss_tot if ss_tot > 0 else 1.0
     return LogLinearFit(a=float(a), b=float(b), base=float(base), r2=r2, n=int(xs.size))
 
-
-def sliding_mean(values, *, window: int = 5) -> np.ndarray:
-    """Centred sliding mean of width ``window`` along the last axis (edges average the points
-    available; an even width reaches one point further left, like pandas' centred rolling)."""
-    if window < 1:
-        raise ValueError(f"window must be >= 1, got {window}")
-    x = np.asarray(values, dtype=float)
-    n = x.shape[-1]
-    if window == 1 or n == 0:
-        return x.copy()
-    left, right = window // 2, (window - 1) // 2
-    csum = np.concatenate([np.zeros(x.shape[:-1] + (1,)), np.cumsum(x, axis=-1)], axis=-1)
-    idx = np.arange(n)
-    lo, hi = np.maximum(idx - left, 0), np.minimum(idx + right, n - 1) + 1
-    return (csum[..., hi] - csum[..., lo]) / (hi - lo)

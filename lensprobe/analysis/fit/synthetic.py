@@ -19,7 +19,9 @@ from lensprobe.files import atomic_write_text
 
 from .recommend import default_loss_smoothing, share_at_best
 from .runs import BabelRun
-from .share import alpha_window_mask, sliding_mean
+from lensprobe.analysis.smoothing import sliding_mean
+
+from .share import alpha_window_mask
 
 __all__ = ["synthetic_continual_run", "write_run_dir", "babel_like_arrays", "synthetic_babel_run", "SyntheticTruth",
            "algorithm1_coverage", "CoverageResult"]

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from lensprobe.analysis.fit import (NoFiniteTokens, fit_log_linear, loss_noise, python_share_from_loss,
-                           python_share_from_tokens, sliding_mean, tokens_for_share)
+                           python_share_from_tokens, tokens_for_share)
 from lensprobe.token_counts import parse_token_quantity
 
 CORPUS_B = {"php": 23, "go": 11, "csharp": 16, "cpp": 28}  # Table 1, billions of tokens
@@ -168,15 +168,8 @@ def test_log_linear_with_noise_matches_numpy():
         fit_log_linear([0, 1], [1, 2])
 
 
-def test_token_quantities_and_sliding_mean():
+def test_token_quantities():
     assert parse_token_quantity("11B") == 11e9 and parse_token_quantity("100M") == 1e8
     assert parse_token_quantity("5e9") == 5e9 and parse_token_quantity(7) == 7.0
     with pytest.raises(ValueError, match="token count"):
         parse_token_quantity("eleven")
-    v = np.array([0, 0, 5, 0, 0, 10.0])
-    np.testing.assert_allclose(sliding_mean(v, window=3), [0, 5 / 3, 5 / 3, 5 / 3, 10 / 3, 5])
-    # any width, odd or even, and row-wise on a matrix: pandas' centred rolling mean is the reference
-    x = np.random.default_rng(0).normal(size=(3, 11))
-    for w in (1, 2, 4, 5, 9, 20):
-        ref = np.stack([pd.Series(r).rolling(w, center=True, min_periods=1).mean().to_numpy() for r in x])
-        np.testing.assert_allclose(sliding_mean(x, window=w), ref)

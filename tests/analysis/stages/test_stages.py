@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lensprobe.analysis.stages import detect_stages, detect_stages_from_table, estimate_noise, smooth, stages_table
+from lensprobe.analysis.stages import detect_stages, detect_stages_from_table, estimate_noise, stages_table
 
 STEPS = np.arange(60) * 20.0
 
@@ -14,15 +14,6 @@ def planted_three_stage(x, rng, noise=0.02):
     """Rise 0.3->0.6 until step 300, decline to 0.45 at step 700, flat after."""
     y = np.where(x < 300, 0.3 + 0.3 * x / 300, np.where(x < 700, 0.6 - 0.15 * (x - 300) / 400, 0.45))
     return y + rng.normal(0, noise, x.size)
-
-
-def test_smooth_matches_centered_mean_with_shrinking_edges():
-    y = np.array([1.0, 2.0, 6.0, 4.0, 5.0, 9.0])
-    s = smooth(y, 5)
-    assert s[2] == pytest.approx(np.mean(y[0:5]))
-    assert s[0] == pytest.approx(y[0])          # window shrinks to 1 at the edge
-    assert s[1] == pytest.approx(np.mean(y[0:3]))
-    assert s[-2] == pytest.approx(np.mean(y[-3:]))
 
 
 def test_noise_estimate_ignores_trend():
