@@ -22,6 +22,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 import torch
 
+from lensprobe.engine.adapters.registry import get_adapter
+
 __all__ = ["ActivationCounter", "BatchPlan", "neuron_modules", "backbone", "aggregate_probabilities",
            "count_activations"]
 
@@ -29,8 +31,6 @@ __all__ = ["ActivationCounter", "BatchPlan", "neuron_modules", "backbone", "aggr
 def neuron_modules(model: torch.nn.Module, adapter: Any = None) -> list[torch.nn.Module]:
     """The per-block modules whose forward output is the neuron activation (from the adapter)."""
     if adapter is None:
-        from lensprobe.engine.adapters import get_adapter
-
         adapter = get_adapter(model)
     modules = list(adapter.neuron_modules)
     if not modules:

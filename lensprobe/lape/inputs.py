@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from lensprobe.engine.protocol import Batch
+from lensprobe.suites import load_suite
 
 __all__ = ["LapeInputs", "LANGUAGE_EXTENSIONS", "InputError", "read_documents", "resolve_inputs"]
 
@@ -163,8 +164,6 @@ class LapeInputs:
     def from_suites(cls, languages: Sequence[str], tokenizer: Any, *, seed: int = 0, seq_len: int = 256,
                     tokens_per_language: int | None = None) -> "LapeInputs":
         """Each language's suite snippets (``load_suite(lang).render(seed=seed)``), one sequence each."""
-        from lensprobe.suites import load_suite
-
         texts = {}
         for lang in languages:
             try:
