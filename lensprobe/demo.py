@@ -28,6 +28,23 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import pandas as pd
 
+from lensprobe.analysis.fit import BabelRun, recommend_tokens, write_mixture
+from lensprobe.analysis.fit.runs import read_jsonl
+from lensprobe.analysis.stages import detect_stages
+from lensprobe.babel.corpus import babel_corpus
+from lensprobe.babel.suite import write_babel_suite
+from lensprobe.checkpoints import CheckpointSeries
+from lensprobe.files import atomic_write_json, atomic_write_text
+from lensprobe.lape.inputs import LapeInputs
+from lensprobe.present import figures as plot
+from lensprobe.present.report import write_report
+from lensprobe.probes.babel import BabelProbe
+from lensprobe.probes.lape import LapeProbe
+from lensprobe.probes.working_language import WorkingLanguageProbe
+from lensprobe.sweep import read_sweep, run_sweep
+from pretrain.config import load_config
+from pretrain.train import train
+
 SHIPPED_BASE = Path(__file__).resolve().parent.parent / "pretrain" / "assets" / "babel-base-php"
 
 
@@ -61,8 +78,6 @@ def _log(msg: str) -> None:
 
 
 def _train(recipe: str, out: Path, overrides: list[str], commands: list[str]) -> Path:
-    from pretrain.config import load_config
-    from pretrain.train import train
 
     cmd = shlex.join(["lensprobe", "pretrain", recipe, "--out", str(out), *[x for o in overrides for x in ("--set", o)]])
     commands.append(cmd)
@@ -111,7 +126,6 @@ def base_corpus_spec(checkpoint: str | Path) -> dict[str, Any] | None:
 def check_base(checkpoint: str | Path, splits: Any) -> None:
     """Refuse a base checkpoint that was not trained on ``splits``' concepts (same split seed, sizes
     and concepts): a base must know the Python concepts of the splits it is evaluated on."""
-    from lensprobe.babel.corpus import babel_corpus
 
     ckpt = Path(checkpoint)
     spec = base_corpus_spec(ckpt)
@@ -196,23 +210,6 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
     each used for the split seed its recipe names (refused when that seed is not run or its
     concepts differ); seeds without a given base use the shipped base (split seed 0 with
     ``train_base=False``) or train one (``runs/base``, ``runs/base-seed<k>``)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from lensprobe.present import figures as plot
-    from lensprobe.files import atomic_write_json, atomic_write_text
-    from lensprobe.probes.babel import BabelProbe
-    from lensprobe.babel.suite import write_babel_suite
-    from lensprobe.checkpoints import CheckpointSeries
-    from lensprobe.analysis.fit import BabelRun, recommend_tokens, write_mixture
-    from lensprobe.analysis.fit.runs import read_jsonl
-    from lensprobe.lape.inputs import LapeInputs
-    from lensprobe.probes.lape import LapeProbe
-    from lensprobe.probes.working_language import WorkingLanguageProbe
-    from lensprobe.present.report import write_report
-    from lensprobe.analysis.stages import detect_stages
-    from lensprobe.sweep import read_sweep, run_sweep
-    from lensprobe.babel.corpus import babel_corpus
 
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")

@@ -34,7 +34,11 @@ from lensprobe.files import atomic_directory, atomic_write_json, atomic_write_te
 
 from . import config as config_mod
 from .config import ConfigError, PretrainConfig
+from .corpora import open_corpus
+from .mixture import MixtureSchedule
 from .models import build_model, load_model, n_params
+from .tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer
+from .tokens import TokenStore, tokenize_corpus
 from .snapshots import (LRSchedule, append_log, latest_resume_state, prune_resume_states, snapshot_steps,
                         truncate_log, write_checkpoint)
 
@@ -62,10 +66,6 @@ class TrainResult:
 # ---------------------------------------------------------------------------------- data
 def prepare_data(cfg: PretrainConfig, out: Path, *, is_main: bool = True, wait: Callable[[], None] = lambda: None) -> PreparedData:
     """Tokenizer and token store under ``out`` (made once by the main process, reused on resume)."""
-    from .corpora import open_corpus
-    from .mixture import MixtureSchedule
-    from .tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer
-    from .tokens import TokenStore, tokenize_corpus
 
     budgets = config_mod.budgets(cfg)
     tok_dir, tokens_dir = out / "tokenizer", out / "tokens"
@@ -119,7 +119,6 @@ def _budget_field(cfg: PretrainConfig, lang: str | None = None) -> str:
 
 
 def _store_matches(tokens_dir: Path, thash: str, cfg: PretrainConfig) -> bool:
-    from .tokens import TokenStore
 
     if not tokens_dir.is_dir():
         return False

@@ -26,7 +26,7 @@ Python's accuracy on the Python-only split beside the target's tells "the target
 
 Probe rows: one summary row per split x language x metric (``identifier`` = split, with ``_lo`` /
 ``_hi`` rows) and one row per item (``identifier`` = ``"<split>:<concept>"``, ``n`` = 1), so that
-resampling can run over items; :func:`summary_rows` / :func:`item_rows` select either kind.
+resampling can run over items; :func:`lensprobe.babel.rows.summary_rows` / :func:`~lensprobe.babel.rows.item_rows` select either kind.
 """
 from __future__ import annotations
 
@@ -54,30 +54,6 @@ ITEM_METRICS = (*METRICS, PRIOR_METRIC)
 def item_identifier(split: str, concept: str) -> str:
     """The ``identifier`` of a per-item probe row: ``"<split>:<concept>"``."""
     return f"{split}:{concept}"
-
-
-def is_item_identifier(identifier: Any) -> bool:
-    """Whether a Babel row's ``identifier`` names one item (``"python_only:zorb_quilt"``), not a split."""
-    return isinstance(identifier, str) and identifier.split(":", 1)[0] in SPLITS and ":" in identifier
-
-
-def _item_mask(table: pd.DataFrame) -> pd.Series:
-    if "probe" not in table.columns or "identifier" not in table.columns:
-        return pd.Series(False, index=table.index)
-    return (table["probe"] == "babel") & table["identifier"].map(is_item_identifier).astype(bool)
-
-
-def summary_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """``table`` without the Babel probe's per-item rows (every other row kept)."""
-    return table[~_item_mask(table)]
-
-
-def item_rows(table: pd.DataFrame) -> pd.DataFrame:
-    """The Babel probe's per-item rows of a sweep table, with ``split`` and ``concept`` columns."""
-    out = table[_item_mask(table)].copy()
-    parts = out["identifier"].str.split(":", n=1)
-    out["split"], out["concept"] = parts.str[0], parts.str[1]
-    return out
 
 
 @dataclass(frozen=True)

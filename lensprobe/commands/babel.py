@@ -154,7 +154,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
 def _summary_from_sweep(df: Any) -> Any:
     import pandas as pd
 
-    from lensprobe.babel.evaluation import summary_rows
+    from lensprobe.babel.rows import summary_rows
 
     df = summary_rows(df[df["probe"] == "babel"]).copy()  # the per-split rows, not the per-item ones
     if df.empty:

@@ -30,6 +30,7 @@ import torch
 
 from lensprobe.engine.protocol import Batch
 from lensprobe.suites import load_suite
+from pretrain.tokens import TokenStore
 
 __all__ = ["LapeInputs", "LANGUAGE_EXTENSIONS", "InputError", "read_documents", "resolve_inputs"]
 
@@ -111,8 +112,6 @@ class LapeInputs:
     def from_token_store(cls, path: str | os.PathLike, languages: Sequence[str], *, split: str = "val",
                          seq_len: int = 256, tokens_per_language: int | None = None) -> "LapeInputs":
         """Read ``pretrain`` token files (``TokenStore(path).tokens(lang, split)``)."""
-        from pretrain.tokens import TokenStore
-
         try:
             store = TokenStore(path)
         except (FileNotFoundError, ValueError) as exc:

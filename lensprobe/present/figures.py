@@ -22,6 +22,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from lensprobe.babel.rows import summary_rows  # noqa: E402
+from lensprobe.files import atomic_write_bytes  # noqa: E402
+from lensprobe.present import fit_figures, lape_figures  # noqa: E402
+
 STAGE_COLORS = {"translation": "#c6dbef", "transition": "#fdd0a2", "stabilization": "#d9d9d9"}
 
 
@@ -80,8 +84,6 @@ def plot_performance(table: pd.DataFrame, *, metric: str = "line_acc", probe: st
     ``<metric>_prior`` of ``prior_identifiers`` (the Babel body prior, docs/babel.md) are drawn as
     a grey dashed baseline in ``language``. The Babel probe's per-item rows are left out.
     """
-    from lensprobe.babel.evaluation import summary_rows
-
     table = summary_rows(table)
     sel = _require(table, "plot_performance", metric=metric, probe=probe)
     langs = sorted(map(str, sel["language"].dropna().unique()))
@@ -216,23 +218,17 @@ def plot_layer_heatmap(table: pd.DataFrame, *, language: str, probe: str | None 
 
 def plot_lape_counts(table: pd.DataFrame, **kwargs: Any) -> plt.Figure:
     """LAPE counts per language over steps (delegates to :mod:`lensprobe.present.lape_figures`)."""
-    from lensprobe.present import lape_figures as plots
-
-    return plots.plot_lape_counts(table, **kwargs)
+    return lape_figures.plot_lape_counts(table, **kwargs)
 
 
 def plot_lape_layers(table: pd.DataFrame, **kwargs: Any) -> plt.Figure:
     """LAPE layer distribution (delegates to :mod:`lensprobe.present.lape_figures`)."""
-    from lensprobe.present import lape_figures as plots
-
-    return plots.plot_lape_layers(table, **kwargs)
+    return lape_figures.plot_lape_layers(table, **kwargs)
 
 
 def plot_predicted_vs_actual(*args: Any, **kwargs: Any) -> plt.Figure:
     """Predicted vs actual performance against the Python share (delegates to :mod:`lensprobe.analysis.fit`)."""
-    from lensprobe.present import fit_figures as plots
-
-    ax = plots.plot_predicted_vs_actual(*args, **kwargs)
+    ax = fit_figures.plot_predicted_vs_actual(*args, **kwargs)
     return ax.figure if isinstance(ax, plt.Axes) else ax
 
 
@@ -240,8 +236,6 @@ def save_figure(fig: plt.Figure, path: str | Path, *, formats: Sequence[str] = (
                 dpi: int = 130) -> list[Path]:
     """Write ``fig`` as ``path.<fmt>`` for each format (atomically) and close it."""
     import io
-
-    from lensprobe.files import atomic_write_bytes
 
     path = Path(path)
     written = []

@@ -19,6 +19,8 @@ from typing import Any
 import pandas as pd
 
 from lensprobe.files import atomic_write_text
+from lensprobe.babel.rows import summary_rows
+from lensprobe.sweep import read_sweep
 
 PACKAGES = ("lensprobe", "torch", "transformers", "accelerate", "transformer-lens", "nnsight", "numpy", "pandas",
             "scipy", "scikit-learn", "seaborn", "tokenizers")
@@ -84,16 +86,12 @@ def _stages_section(run_dir: Path) -> str:
 
 def _summary_section(run_dir: Path) -> str:
     try:
-        from lensprobe.sweep import read_sweep
-
         df = read_sweep(run_dir)
     except FileNotFoundError:
         return "<p class='muted'>No sweep results.</p>"
     overview = (df.groupby(["probe", "metric"], dropna=False)
                 .agg(checkpoints=("checkpoint", "nunique"), rows=("value", "size"))
                 .reset_index())
-    from lensprobe.babel.evaluation import summary_rows
-
     last = summary_rows(df[df["step"] == df["step"].max()])  # Babel per-item rows: the overview counts them
     head = (last[last["layer"].isna()].groupby(["probe", "language", "identifier", "metric"], dropna=False)["value"]
             .mean().reset_index())
