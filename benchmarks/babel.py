@@ -30,7 +30,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lensprobe.babel.evaluation import summary_rows  # noqa: E402
+from lensprobe.babel.rows import summary_rows  # noqa: E402
 from lensprobe.demo import DEFAULT, QUICK, DemoSettings, run_demo  # noqa: E402
 from lensprobe.sweep import read_sweep  # noqa: E402
 

@@ -183,7 +183,7 @@ def test_body_prior_matches_an_independent_computation(shifted_evaluation):
 def test_item_rows_agree_with_the_summary(shifted_evaluation, splits):
     import pandas as pd
 
-    from lensprobe.babel.evaluation import item_rows, summary_rows
+    from lensprobe.babel.rows import item_rows, summary_rows
 
     ev, by_split = shifted_evaluation
     table = pd.DataFrame(ev.rows())

@@ -36,7 +36,7 @@ def test_every_probe_is_present_for_every_checkpoint(demo_out):
     per = table.groupby("checkpoint")["probe"].apply(set)
     for ck, probes in per.items():
         assert {"working_language", "lape", "babel", "log"} <= probes, (ck, probes)
-    from lensprobe.babel.evaluation import item_rows, summary_rows
+    from lensprobe.babel.rows import item_rows, summary_rows
 
     babel = summary_rows(table[(table.probe == "babel") & (table.metric == "line_acc")])
     assert set(babel["identifier"]) == {"shared", "python_only", "target_only", "control"}
