@@ -7,7 +7,8 @@ import re
 
 import pytest
 from cli7_helpers import cli
-from synthetic import write_sweep
+
+from lensprobe.testing.tables import write_sweep
 
 
 @pytest.fixture(scope="module")

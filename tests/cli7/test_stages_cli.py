@@ -6,9 +6,9 @@ import json
 import numpy as np
 import pytest
 from cli7_helpers import cli
-from synthetic import STEPS, line_acc, python_share, write_sweep
 
 from lensprobe.analysis.stages import detect_stages
+from lensprobe.testing.tables import STEPS, line_acc, python_share, write_sweep
 
 
 @pytest.fixture()

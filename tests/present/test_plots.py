@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from matplotlib.collections import PolyCollection
-from synthetic import LANGS, N_LAYERS, SPLITS, STEPS, lape_count, line_acc, logp, make_table, python_share
 
-from lensprobe.present import figures as plot
 from lensprobe.analysis.stages import detect_stages
+from lensprobe.present import figures as plot
+from lensprobe.testing.tables import (LANGS, N_LAYERS, SPLITS, STEPS, lape_count, line_acc, logp, make_table,
+                                      python_share)
 
 
 @pytest.fixture(scope="module")

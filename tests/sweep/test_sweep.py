@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -17,17 +16,10 @@ from transformers import AutoModelForCausalLM
 
 from lensprobe.sweep import probe_model, read_sweep, run_sweep
 from lensprobe.table import SWEEP_COLUMNS
-
-HERE = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def probes(sweep_probes):
-    return sweep_probes.LastTokenNorm, sweep_probes.ParamSum
+from lensprobe.testing.probes import LastTokenNorm, ParamSum
 
 
-def test_table_is_long_format_and_matches_an_independent_forward(run_dir, tmp_path, probes):
-    LastTokenNorm, ParamSum = probes
+def test_table_is_long_format_and_matches_an_independent_forward(run_dir, tmp_path):
     res = run_sweep(run_dir, [LastTokenNorm(), ParamSum()], out_dir=tmp_path, progress=False, log=None)
     assert len(res.computed) == 5 and not res.failed
     df = read_sweep(tmp_path)
@@ -54,8 +46,7 @@ def test_table_is_long_format_and_matches_an_independent_forward(run_dir, tmp_pa
     assert df[df.metric == "param_sum"]["tokens"].tolist() == [0, 300, 600, 1200, 2400]
 
 
-def test_rerun_skips_done_checkpoints_and_recomputes_on_config_change(run_dir, tmp_path, probes):
-    LastTokenNorm, _ = probes
+def test_rerun_skips_done_checkpoints_and_recomputes_on_config_change(run_dir, tmp_path):
     run_sweep(run_dir, [LastTokenNorm()], out_dir=tmp_path, progress=False, log=None)
     before = read_sweep(tmp_path)
     again = run_sweep(run_dir, [LastTokenNorm()], out_dir=tmp_path, progress=False, log=None)
@@ -66,8 +57,7 @@ def test_rerun_skips_done_checkpoints_and_recomputes_on_config_change(run_dir, t
     assert (read_sweep(tmp_path).groupby("checkpoint").size() == before.groupby("checkpoint").size()).all()
 
 
-def test_failed_checkpoint_is_recorded_and_retried(run_dir, tmp_path, probes):
-    _, ParamSum = probes
+def test_failed_checkpoint_is_recorded_and_retried(run_dir, tmp_path):
     marker = tmp_path / "fail"
     marker.write_text("x")
     res = run_sweep(run_dir, [ParamSum(fail_marker=str(marker))], out_dir=tmp_path / "out", progress=False, log=None)
@@ -77,8 +67,7 @@ def test_failed_checkpoint_is_recorded_and_retried(run_dir, tmp_path, probes):
     assert len(res.computed) == 5
 
 
-def test_shards_partition_the_checkpoints(run_dir, tmp_path, probes):
-    _, ParamSum = probes
+def test_shards_partition_the_checkpoints(run_dir, tmp_path):
     a = run_sweep(run_dir, [ParamSum()], out_dir=tmp_path, rank=0, world_size=2, progress=False, log=None)
     b = run_sweep(run_dir, [ParamSum()], out_dir=tmp_path, rank=1, world_size=2, progress=False, log=None)
     assert set(a.computed).isdisjoint(b.computed)
@@ -89,25 +78,21 @@ def test_shards_partition_the_checkpoints(run_dir, tmp_path, probes):
 
 
 SCRIPT = """
-import importlib.util, json
+import json
 import torch; torch.set_num_threads(1)
-spec = importlib.util.spec_from_file_location("sweep_probes", {probes!r})
-probes = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(probes)
-LastTokenNorm, ParamSum = probes.LastTokenNorm, probes.ParamSum
 from lensprobe.sweep import run_sweep
+from lensprobe.testing.probes import LastTokenNorm, ParamSum
 res = run_sweep({run!r}, [LastTokenNorm(sleep={sleep}), ParamSum()], out_dir={out!r}, progress=False, log=None)
 print(json.dumps({{"computed": res.computed, "skipped": res.skipped}}))
 """
 
 
 def _sweep_process(run_dir, out, sleep):
-    code = SCRIPT.format(probes=str(HERE / "sweep_probes.py"), run=str(run_dir), out=str(out), sleep=sleep)
+    code = SCRIPT.format(run=str(run_dir), out=str(out), sleep=sleep)
     return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_table(run_dir, tmp_path, probes):
-    LastTokenNorm, ParamSum = probes
+def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_table(run_dir, tmp_path):
     reference = tmp_path / "ref"
     run_sweep(run_dir, [LastTokenNorm(), ParamSum()], out_dir=reference, progress=False, log=None)
     out = tmp_path / "killed"
@@ -132,8 +117,7 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_table(run_
     pd.testing.assert_frame_equal(got, want)
 
 
-def test_in_memory_sweep_returns_the_table_the_disk_sweep_writes(run_dir, tmp_path, probes, monkeypatch):
-    LastTokenNorm, ParamSum = probes
+def test_in_memory_sweep_returns_the_table_the_disk_sweep_writes(run_dir, tmp_path, monkeypatch):
     disk = run_sweep(run_dir, [LastTokenNorm(), ParamSum()], out_dir=tmp_path / "out", progress=False, log=None)
     seen = []
     # the launcher's shard applies to a sweep on disk only: in memory every checkpoint is computed
@@ -155,8 +139,7 @@ def test_in_memory_sweep_returns_the_table_the_disk_sweep_writes(run_dir, tmp_pa
     assert set(no_logs["probe"]) == {"param_sum"} and len(no_logs) == 5
 
 
-def test_probe_model_is_one_checkpoint_of_the_sweep(run_dir, probes):
-    LastTokenNorm, ParamSum = probes
+def test_probe_model_is_one_checkpoint_of_the_sweep(run_dir):
     swept = run_sweep(run_dir, [LastTokenNorm(), ParamSum()], log_rows=False, progress=False, log=None).to_dataframe()
     model = AutoModelForCausalLM.from_pretrained(run_dir / "checkpoint-4").eval()
     one = probe_model(model, [LastTokenNorm(), ParamSum()], run=run_dir.name, checkpoint="checkpoint-4", step=4,

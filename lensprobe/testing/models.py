@@ -1,6 +1,8 @@
-"""Tiny random models built from configs (no downloads), for tests, docs and benchmarks."""
+"""Tiny random models built from configs (no downloads), a word-level tokenizer, and runs of tiny checkpoints."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -84,9 +86,6 @@ def build_tiny_run(root, steps, *, model_type: str = "gpt2", tokenizer=None, voc
                    languages=("python", "php"), **model_kwargs: Any):
     """A run directory of ``checkpoint-<step>`` HF checkpoints (safetensors, tokenizer,
     ``checkpoint.json``) whose weights differ per step (seed = step), plus a ``loss.jsonl``."""
-    import json
-    from pathlib import Path
-
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     tokenizer = tokenizer if tokenizer is not None else tiny_tokenizer(vocab_size=vocab_size)

@@ -1,7 +1,10 @@
-"""A synthetic sweep table (long format, the dtypes of :func:`lensprobe.sweep.read_sweep`) with
-known values: Babel line accuracy with bootstrap bounds, working-language rows (whole-model and
-per layer) and LAPE counts."""
+"""A synthetic sweep table with known curves (long format, the dtypes of :func:`lensprobe.sweep.read_sweep`):
+Babel line accuracy with bootstrap bounds, working-language rows (whole-model and per layer), LAPE counts
+and a training loss, over :data:`STEPS`. The generating functions (:func:`line_acc`, :func:`python_share`,
+:func:`logp`, :func:`lape_count`) are public so a test can recompute what a figure or analysis should show."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -69,9 +72,7 @@ def make_table() -> pd.DataFrame:
 
 
 def write_sweep(out_dir, table: pd.DataFrame | None = None):
-    """Write the table as a sweep output directory (one parquet file per checkpoint)."""
-    from pathlib import Path
-
+    """Write the table as a sweep output directory (one parquet file per checkpoint); returns the directory."""
     table = make_table() if table is None else table
     res = Path(out_dir) / "results"
     res.mkdir(parents=True, exist_ok=True)

@@ -1,4 +1,6 @@
-"""Probes used by the sweep tests (importable by a subprocess via its file path)."""
+"""Toy probes for engine and sweep tests, one per protocol: :class:`LastTokenNorm` (a :class:`Probe`, hooks on
+every block, optional sleep per batch) and :class:`ParamSum` (a :class:`ModelProbe` that can fail on request).
+Importable by name, so a test's subprocess can use them too."""
 from __future__ import annotations
 
 import os
@@ -6,6 +8,7 @@ import time
 
 import torch
 
+from lensprobe.engine.hooks import block_hook_points
 from lensprobe.engine.protocol import Batch, ModelProbe, Probe
 
 
@@ -30,8 +33,6 @@ class LastTokenNorm(Probe):
             yield Batch(ids, torch.ones_like(ids))
 
     def hook_points(self, adapter):
-        from lensprobe.engine.hooks import block_hook_points
-
         return block_hook_points(adapter)
 
     def start(self, model, adapter):
