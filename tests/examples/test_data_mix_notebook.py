@@ -8,7 +8,7 @@ import pytest
 from lensprobe.analysis.fit import read_mixture
 from lensprobe.analysis.fit.runs import read_jsonl
 
-NOTEBOOK = Path(__file__).resolve().parents[3] / "examples" / "data_mix.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "examples" / "data_mix.ipynb"
 
 
 def _algorithm1(run_dir: Path, lang: str, eta_py: float) -> float:

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli7_helpers import cli
 
+from lensprobe.cli import main
 from lensprobe.sweep import read_sweep
 
 
@@ -35,8 +35,8 @@ def test_babel_probe_from_a_spec_matches_evaluate_babel(tmp_path, bpe):
     run = build_tiny_run(tmp_path / "run", [0, 3], tokenizer=bpe, vocab_size=len(bpe), n_positions=1024)
     splits = make_splits(n_shared=1, n_python_only=1, n_target_only=1, n_control=1)
     path = splits.save(tmp_path / "splits.json")
-    assert cli("sweep", run, "--out", tmp_path / "out", "--probe",
-               f"babel:splits={path},execute=false,n_boot=50", "--no-progress") == 0
+    assert main(["sweep", str(run), "--out", str(tmp_path / "out"), "--probe",
+                 f"babel:splits={path},execute=false,n_boot=50", "--no-progress"]) == 0
     df = read_sweep(tmp_path / "out")
     model = AutoModelForCausalLM.from_pretrained(run / "checkpoint-3").eval()
     ref = evaluate_babel(model, bpe, splits, execute=False, n_boot=50).summary()

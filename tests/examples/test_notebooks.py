@@ -1,4 +1,4 @@
-"""Every notebook in examples/ (except data_mix.ipynb, tested by tests/analysis/fit) runs offline, and its
+"""Every notebook in examples/ (except data_mix.ipynb, tested by test_data_mix_notebook.py) runs offline, and its
 outputs show what it claims (checked against the library recomputed here)."""
 from __future__ import annotations
 

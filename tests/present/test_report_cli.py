@@ -6,19 +6,19 @@ import json
 import re
 
 import pytest
-from cli7_helpers import cli
 
+from lensprobe.cli import main
 from lensprobe.testing.tables import write_sweep
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     out = write_sweep(tmp_path_factory.mktemp("sweep"))
-    assert cli("stages", out, "--metric", "line_acc", "--probe", "babel", "--identifier", "python_only",
-               "--n-boot", "10") == 0
-    assert cli("plot", out) == 0
+    assert main(["stages", str(out), "--metric", "line_acc", "--probe", "babel", "--identifier", "python_only",
+                 "--n-boot", "10"]) == 0
+    assert main(["plot", str(out)]) == 0
     (out / "commands.json").write_text(json.dumps([["lensprobe", "sweep", "runs/x"]]))
-    assert cli("report", out) == 0
+    assert main(["report", str(out)]) == 0
     return out
 
 
@@ -50,15 +50,15 @@ def test_report_is_self_contained_and_complete(pipeline):
 
 
 def test_plot_errors(tmp_path, capsys, pipeline):
-    assert cli("plot", pipeline, "--figures", "performance,bogus") == 2
+    assert main(["plot", str(pipeline), "--figures", "performance,bogus"]) == 2
     assert "unknown figure(s) bogus" in capsys.readouterr().err
-    assert cli("plot", pipeline, "--figures", "performance", "--metric", "pass@1") == 2
+    assert main(["plot", str(pipeline), "--figures", "performance", "--metric", "pass@1"]) == 2
     assert "no rows for figure(s) performance" in capsys.readouterr().err
-    assert cli("report", tmp_path / "missing") == 2
-    assert cli("plot", pipeline, "--figures", "working_language", "--out-dir", tmp_path / "f") == 0
+    assert main(["report", str(tmp_path / "missing")]) == 2
+    assert main(["plot", str(pipeline), "--figures", "working_language", "--out-dir", str(tmp_path / "f")]) == 0
     assert sorted(p.name for p in (tmp_path / "f").iterdir()) == ["working_language.png", "working_language.svg"]
 
 
 def test_report_out_option(pipeline, tmp_path):
-    assert cli("report", pipeline, "--out", tmp_path / "r.html", "--title", "My run") == 0
+    assert main(["report", str(pipeline), "--out", str(tmp_path / "r.html"), "--title", "My run"]) == 0
     assert "<title>My run</title>" in (tmp_path / "r.html").read_text()

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from cli7_helpers import cli
 
+from lensprobe.cli import main
 from lensprobe.sweep import read_sweep
 
 WL = "working_language:suite=php,limit=3,exclude_last=1"
@@ -17,7 +17,8 @@ def lape_spec(docs) -> str:
 @pytest.fixture(scope="module")
 def swept(tiny_run, docs_jsonl, tmp_path_factory):
     out = tmp_path_factory.mktemp("sweep")
-    assert cli("sweep", tiny_run, "--out", out, "--probe", WL, "--probe", lape_spec(docs_jsonl), "--no-progress") == 0
+    assert main(["sweep", str(tiny_run), "--out", str(out), "--probe", WL, "--probe", lape_spec(docs_jsonl),
+                 "--no-progress"]) == 0
     return out
 
 
@@ -54,12 +55,13 @@ def test_rows_equal_the_python_api_on_each_checkpoint(swept, tiny_run, docs_json
 
 def test_rerun_skips_and_a_changed_spec_recomputes(swept, tiny_run, docs_jsonl, capsys):
     before = read_sweep(swept)
-    assert cli("sweep", tiny_run, "--out", swept, "--probe", WL, "--probe", lape_spec(docs_jsonl), "--no-progress") == 0
+    assert main(["sweep", str(tiny_run), "--out", str(swept), "--probe", WL, "--probe", lape_spec(docs_jsonl),
+                 "--no-progress"]) == 0
     assert "0 computed, 3 already done" in capsys.readouterr().out
     pd.testing.assert_frame_equal(read_sweep(swept), before)
     changed = WL.replace("exclude_last=1", "exclude_last=2")
-    assert cli("sweep", tiny_run, "--out", swept, "--probe", changed, "--probe", lape_spec(docs_jsonl), "--steps", "5",
-               "--no-progress") == 0
+    assert main(["sweep", str(tiny_run), "--out", str(swept), "--probe", changed, "--probe", lape_spec(docs_jsonl),
+                 "--steps", "5", "--no-progress"]) == 0
     assert "1 computed, 0 already done" in capsys.readouterr().out
     after = read_sweep(swept)
     assert after.loc[(after["metric"] == "exclude_last"), ["step", "value"]].set_index("step")["value"].to_dict() \
@@ -72,8 +74,8 @@ def test_shards_from_environment_partition_checkpoints(tiny_run, tmp_path, monke
     for rank in (0, 1):
         monkeypatch.setenv("RANK", str(rank))
         monkeypatch.setenv("WORLD_SIZE", "2")
-        assert cli("sweep", tiny_run, "--out", out, "--probe", "working_language:suite=php,limit=2",
-                   "--no-progress") == 0
+        assert main(["sweep", str(tiny_run), "--out", str(out), "--probe", "working_language:suite=php,limit=2",
+                     "--no-progress"]) == 0
         todo[rank] = capsys.readouterr().out
     assert "3 checkpoints" not in todo[0]
     assert "on rank 0/2, 0 already done, 2 to run" in todo[0]   # checkpoints 0 and 10
@@ -83,7 +85,8 @@ def test_shards_from_environment_partition_checkpoints(tiny_run, tmp_path, monke
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
     # a single-process rerun finds every shard's result and skips it
-    assert cli("sweep", tiny_run, "--out", out, "--probe", "working_language:suite=php,limit=2", "--no-progress") == 0
+    assert main(["sweep", str(tiny_run), "--out", str(out), "--probe", "working_language:suite=php,limit=2",
+                 "--no-progress"]) == 0
     assert "0 computed, 3 already done" in capsys.readouterr().out
 
 
@@ -93,14 +96,15 @@ def test_shards_from_environment_partition_checkpoints(tiny_run, tmp_path, monke
     (["--probe", "working_language:suite=php", "--dtype", "float7"], "--dtype"),
 ])
 def test_bad_input_exits_2_with_a_clear_message(tiny_run, tmp_path, capsys, argv, needle):
-    assert cli("sweep", tiny_run, "--out", tmp_path / "o", *argv) == 2
+    assert main(["sweep", str(tiny_run), "--out", str(tmp_path / "o"), *argv]) == 2
     assert needle in capsys.readouterr().err
 
 
 def test_missing_run_dir_and_list_probes(tmp_path, capsys):
-    assert cli("sweep", tmp_path / "nope", "--out", tmp_path / "o", "--probe", "working_language:suite=php") == 2
+    assert main(["sweep", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--probe",
+                 "working_language:suite=php"]) == 2
     assert "does not exist" in capsys.readouterr().err
-    assert cli("sweep", "--list-probes") == 0
+    assert main(["sweep", "--list-probes"]) == 0
     out = capsys.readouterr().out
     assert "working_language: " in out and "suite* (text)" in out and "input_<name>" in out
 
@@ -109,7 +113,7 @@ def test_help_lists_every_probe_and_its_keys(capsys):
     from lensprobe.probes.registry import probe_help, registered_probes
 
     with pytest.raises(SystemExit) as info:
-        cli("sweep", "--help")
+        main(["sweep", "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
     for name in registered_probes():

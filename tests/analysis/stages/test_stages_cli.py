@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
-from cli7_helpers import cli
 
 from lensprobe.analysis.stages import detect_stages
+from lensprobe.cli import main
 from lensprobe.testing.tables import STEPS, line_acc, python_share, write_sweep
 
 
@@ -17,8 +17,8 @@ def sweep_dir(tmp_path):
 
 
 def test_stages_match_detect_stages_on_the_selected_curve(sweep_dir, capsys):
-    assert cli("stages", sweep_dir, "--metric", "line_acc", "--probe", "babel", "--identifier", "python_only",
-               "--support", "python_share=working_language:eq1_python_share", "--n-boot", "20") == 0
+    assert main(["stages", str(sweep_dir), "--metric", "line_acc", "--probe", "babel", "--identifier",
+                 "python_only", "--support", "python_share=working_language:eq1_python_share", "--n-boot", "20"]) == 0
     printed = capsys.readouterr().out
     data = json.loads((sweep_dir / "stages.json").read_text())
     assert set(data) == {"php", "python"}
@@ -43,11 +43,11 @@ def test_stages_match_detect_stages_on_the_selected_curve(sweep_dir, capsys):
 def test_loss_flag_and_json_path(sweep_dir, tmp_path, capsys):
     path = tmp_path / "loss_stages.json"
     # whole-model train_loss rows have no language: asking for python's is a clear error
-    assert cli("stages", sweep_dir, "--metric", "train_loss", "--probe", "log", "--lower-is-better",
-               "--json", path, "--n-boot", "0", "--language", "python") == 2
+    assert main(["stages", str(sweep_dir), "--metric", "train_loss", "--probe", "log", "--lower-is-better",
+                 "--json", str(path), "--n-boot", "0", "--language", "python"]) == 2
     assert "no rows with metric 'train_loss' for language 'python'" in capsys.readouterr().err
-    assert cli("stages", sweep_dir, "--metric", "line_acc", "--higher-is-lower", "--json", path, "--n-boot", "0",
-               "--no-interval") == 0
+    assert main(["stages", str(sweep_dir), "--metric", "line_acc", "--higher-is-lower", "--json", str(path),
+                 "--n-boot", "0", "--no-interval"]) == 0
     data = json.loads(path.read_text())
     assert data["php"]["evidence"]["higher_is_better"] is False
     assert data["php"]["evidence"]["interval"] == "estimated from the curve"
@@ -62,10 +62,10 @@ def test_loss_flag_and_json_path(sweep_dir, tmp_path, capsys):
     (["--metric", "line_acc", "--support", "oops"], "NAME=PROBE:METRIC"),
 ])
 def test_errors(sweep_dir, capsys, argv, needle):
-    assert cli("stages", sweep_dir, *argv) == 2
+    assert main(["stages", str(sweep_dir), *argv]) == 2
     assert needle in capsys.readouterr().err
 
 
 def test_no_results_dir(tmp_path, capsys):
-    assert cli("stages", tmp_path, "--metric", "line_acc") == 2
+    assert main(["stages", str(tmp_path), "--metric", "line_acc"]) == 2
     assert "no sweep results" in capsys.readouterr().err
