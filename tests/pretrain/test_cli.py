@@ -8,6 +8,8 @@ import yaml
 from lensprobe.cli import main
 from pretrain.snapshots import list_checkpoints, read_log
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # training sets threads=1; the fixture restores the count
+
 TINY = ["--set", "model.n_layer=1", "--set", "model.n_embd=32", "--set", "model.n_head=2",
         "--set", "data.context=16", "--set", "optim.batch_size=4", "--set", "optim.warmup=2",
         "--set", "tokenizer.vocab_size=384", "--set", "tokenizer.sample_bytes_per_language=50000",

@@ -13,21 +13,24 @@ from safetensors.torch import load_file
 
 from pretrain.snapshots import read_log
 from pretrain.train import train
-from test_train import REPO, make_cfg, prepared_dir, seed_run_dir  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_two_process_ddp_matches_single_process(tmp_path, prepared_dir):  # noqa: F811
+def test_two_process_ddp_matches_single_process(tmp_path, make_cfg, seed_run_dir):
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent)) or shutil.which("accelerate")
     assert accelerate, "accelerate CLI not found"
     cfg = make_cfg(optim={"batch_size": 8, "warmup": 4, "lr": 3e-3, "steps": 12})
     single = tmp_path / "single"
-    seed_run_dir(prepared_dir, single)
+    seed_run_dir(single)
     train(cfg, single)
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(cfg.to_yaml())
     out = tmp_path / "ddp"
-    seed_run_dir(prepared_dir, out)
+    seed_run_dir(out)
     # `--cpu` would select accelerate's simple launcher (one process without mpirun); the torchrun
     # launcher (--multi_gpu) starts two processes and the loop, seeing no GPU, runs them on gloo.
     cmd = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",

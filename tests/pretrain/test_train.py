@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,50 +19,15 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from pretrain.config import ConfigError, from_dict
+from pretrain.config import ConfigError
 from pretrain.models import build_model
 from pretrain.snapshots import LRSchedule, list_checkpoints, list_resume_states, read_log
 from pretrain.train import prepare_data, train
 
-CTX = 32
-W = CTX + 1                                     # tokens per row (one mixture window)
-BUDGETS = {"python": 6144, "php": 3072}          # 279 windows = 34 steps of 8 rows
-STEPS = 34
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+STEPS = 34      # the tiny config (conftest.py): 279 windows of 33 tokens = 34 steps of 8 rows
 REPO = Path(__file__).resolve().parents[2]
-
-
-def make_cfg(**over):
-    data = {
-        "data": {"languages": ["python", "php"], "tokens": dict(BUDGETS), "context": CTX, "validation_tokens": 2048},
-        "tokenizer": {"vocab_size": 512, "sample_bytes_per_language": 100_000},
-        "model": {"n_layer": 2, "n_embd": 32, "n_head": 4},
-        "optim": {"batch_size": 8, "warmup": 4, "lr": 3e-3},
-        "snapshots": {"every": 10, "log_max": 4},
-        "resume": {"every": 5},
-        "precision": "fp32", "threads": 1, "seed": 0,
-    }
-    for dotted, value in over.items():
-        section, _, key = dotted.partition("__")
-        if key:
-            data.setdefault(section, {})[key] = value
-        else:
-            data[section] = value
-    return from_dict(data)
-
-
-@pytest.fixture(scope="session")
-def prepared_dir(tmp_path_factory):
-    """Tokenizer + token store made once by prepare_data (the embedded corpus)."""
-    base = tmp_path_factory.mktemp("prepared")
-    prepare_data(make_cfg(), base)
-    return base
-
-
-def seed_run_dir(prepared_dir: Path, out: Path) -> None:
-    """Copy the prepared tokenizer and tokens into a run directory (prepare_data then reuses them)."""
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("tokenizer", "tokens"):
-        shutil.copytree(prepared_dir / name, out / name)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +51,7 @@ def fresh_adamw(model, lr):
 
 
 @pytest.fixture(scope="module")
-def full_run(tmp_path_factory, data_for):
+def full_run(tmp_path_factory, data_for, make_cfg):
     out = tmp_path_factory.mktemp("full") / "run"
     cfg = make_cfg()
     result = train(cfg, out, data=data_for(cfg))
@@ -99,7 +63,7 @@ def test_loop_equals_bare_pytorch_loop(full_run, data_for):
     cfg, out, result = full_run
     data = data_for(cfg)
     tok = data.tokenizer
-    model = build_model(cfg.model, vocab_size=len(tok), context=CTX, seed=cfg.seed,
+    model = build_model(cfg.model, vocab_size=len(tok), context=cfg.data.context, seed=cfg.seed,
                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     opt = fresh_adamw(model, 3e-3)
     lr = lambda s: 3e-3 * (s + 1) / 4 if s < 4 else 3e-4 + 0.5 * 2.7e-3 * (1 + math.cos(math.pi * (s - 4) / (STEPS - 4)))
@@ -129,13 +93,15 @@ def test_loop_equals_bare_pytorch_loop(full_run, data_for):
 def test_snapshots_are_complete_hf_dirs_with_metadata(full_run, data_for):
     cfg, out, result = full_run
     data = data_for(cfg)
+    ctx = cfg.data.context
+    w = ctx + 1                                     # tokens per row (one mixture window)
     ckpts = list_checkpoints(out)
     assert sorted(ckpts) == [0, 1, 2, 4, 10, 20, 30, STEPS]
     assert not [p.name for p in out.iterdir() if p.name.startswith(".")]      # no temporaries left
     for step, path in ckpts.items():
         assert {"config.json", "model.safetensors", "tokenizer.json", "checkpoint.json"} <= {p.name for p in path.iterdir()}
         info = json.loads((path / "checkpoint.json").read_text())
-        assert info["step"] == step and info["tokens"] == step * 8 * W
+        assert info["step"] == step and info["tokens"] == step * 8 * w
         # the loop's own count of rows per language equals the mixture's prefix counts
         assert info["tokens_by_language"] == {k: v for k, v in data.schedule.tokens_seen(step, 8).items() if v} \
             or step == 0
@@ -143,9 +109,9 @@ def test_snapshots_are_complete_hf_dirs_with_metadata(full_run, data_for):
         assert info["lr"] == (0.0 if step == 0 else pytest.approx(LRSchedule(3e-3, STEPS, 4, "cosine", 0.1)(step - 1)))
     # the sampled rows follow the budgets: every language within one batch of its budget
     final = json.loads((ckpts[STEPS] / "checkpoint.json").read_text())
-    for lang, budget in BUDGETS.items():
-        assert 0 <= budget - final["tokens_by_language"][lang] <= 8 * W
-    assert final["tokens_by_language"]["python"] == pytest.approx(2 * final["tokens_by_language"]["php"], abs=2 * W)
+    for lang, budget in cfg.data.tokens.items():
+        assert 0 <= budget - final["tokens_by_language"][lang] <= 8 * w
+    assert final["tokens_by_language"]["python"] == pytest.approx(2 * final["tokens_by_language"]["php"], abs=2 * w)
     log = read_log(out / "loss.jsonl")
     assert log[-1]["tokens"] == final["tokens"] == sum(final["tokens_by_language"].values())
     # the checkpoint's weights reload with transformers and give the logged validation loss and bpb
@@ -155,15 +121,15 @@ def test_snapshots_are_complete_hf_dirs_with_metadata(full_run, data_for):
     assert {r["language"] for r in val_rows} == {"python", "php"}
     for row in val_rows:
         v = torch.as_tensor(data.store.tokens(row["language"], "val").astype("int64"))
-        n = (len(v) - 1) // CTX
-        seqs = torch.stack([v[i * CTX:(i + 1) * CTX + 1] for i in range(n)])
+        n = (len(v) - 1) // ctx
+        seqs = torch.stack([v[i * ctx:(i + 1) * ctx + 1] for i in range(n)])
         with torch.no_grad():
             logits = model(input_ids=seqs[:, :-1]).logits
         want = F.cross_entropy(logits.reshape(-1, logits.size(-1)), seqs[:, 1:].reshape(-1)).item()
         split = manifest["languages"][row["language"]]["validation"]
         assert row["loss"] == pytest.approx(want, rel=1e-5)
         assert row["bpb"] == pytest.approx(row["loss"] * split["tokens"] / split["bytes"] / math.log(2), rel=1e-12)
-        assert row["tokens"] == STEPS * 8 * W
+        assert row["tokens"] == STEPS * 8 * w
 
 
 def test_stop_and_resume_equals_uninterrupted(full_run, tmp_path, data_for):
@@ -184,11 +150,11 @@ def test_stop_and_resume_equals_uninterrupted(full_run, tmp_path, data_for):
     assert len(read_log(out / "loss.jsonl")) == STEPS
 
 
-def test_sigkill_after_snapshot_then_rerun_equals_uninterrupted(full_run, tmp_path, prepared_dir):
+def test_sigkill_after_snapshot_then_rerun_equals_uninterrupted(full_run, tmp_path, seed_run_dir):
     """The CLI run is killed (SIGKILL) after checkpoint-20; the same command resumes it."""
     cfg, ref, _ = full_run
     out = tmp_path / "run"
-    seed_run_dir(prepared_dir, out)
+    seed_run_dir(out)
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(cfg.to_yaml())
     cmd = [sys.executable, "-m", "lensprobe.cli", "pretrain", str(recipe), "--out", str(out)]
@@ -227,7 +193,7 @@ def test_sigkill_after_snapshot_then_rerun_equals_uninterrupted(full_run, tmp_pa
     assert (out / "command.txt").read_text().count("pretrain") == 2
 
 
-def test_gradient_accumulation_matches_one_big_batch(full_run, tmp_path, data_for):
+def test_gradient_accumulation_matches_one_big_batch(full_run, tmp_path, data_for, make_cfg):
     cfg, ref, _ = full_run
     acc = make_cfg(optim={"batch_size": 8, "grad_accum": 4, "warmup": 4, "lr": 3e-3, "steps": 6},
                    snapshots={"schedule": "list"})
@@ -239,18 +205,20 @@ def test_gradient_accumulation_matches_one_big_batch(full_run, tmp_path, data_fo
     np.testing.assert_allclose(got[:5], want, rtol=1e-5)
 
 
-def test_continual_restarts_steps_continues_tokens_with_fresh_optimizer(full_run, tmp_path, data_for):
+def test_continual_restarts_steps_continues_tokens_with_fresh_optimizer(full_run, tmp_path, data_for, make_cfg):
     cfg, ref, _ = full_run
     source = ref / "checkpoint-30"
     cont = make_cfg(model={"init_from": str(source)}, data={"languages": ["php", "python"],
-                    "tokens": {"php": 1584, "python": 528}, "context": CTX, "validation_tokens": 2048}, seed=1)
+                    "tokens": {"php": 1584, "python": 528}, "context": cfg.data.context, "validation_tokens": 2048},
+                    seed=1)
     out = tmp_path / "cont"
     data = data_for(cont)
     r = train(cont, out, data=data)
     log = read_log(out / "loss.jsonl")
     assert log[0]["step"] == 1 and r.total_steps == 8 == len(log)
-    base_tokens = 30 * 8 * W
-    assert [row["tokens"] for row in log] == [base_tokens + s * 8 * W for s in range(1, 9)]
+    w = cfg.data.context + 1                        # tokens per row
+    base_tokens = 30 * 8 * w
+    assert [row["tokens"] for row in log] == [base_tokens + s * 8 * w for s in range(1, 9)]
     first = json.loads((out / "checkpoint-0" / "checkpoint.json").read_text())
     src_info = json.loads((source / "checkpoint.json").read_text())
     assert first["tokens"] == base_tokens and first["tokens_by_language"] == src_info["tokens_by_language"]
@@ -274,7 +242,7 @@ def test_continual_restarts_steps_continues_tokens_with_fresh_optimizer(full_run
             torch.testing.assert_close(w1[name], p, rtol=1e-4, atol=1e-6)
 
 
-def test_changed_config_is_refused_on_resume(full_run, tmp_path, data_for):
+def test_changed_config_is_refused_on_resume(full_run, tmp_path, data_for, make_cfg):
     cfg, ref, _ = full_run
     out = tmp_path / "run"
     train(cfg, out, data=data_for(cfg), stop_after=3)
@@ -285,7 +253,7 @@ def test_changed_config_is_refused_on_resume(full_run, tmp_path, data_for):
     assert train(harmless, out, data=data_for(harmless), stop_after=4).step == 4
 
 
-def test_budget_over_repetition_cap_fails_before_training(tmp_path, prepared_dir):
+def test_budget_over_repetition_cap_fails_before_training(tmp_path, prepared_dir, make_cfg):
     """A finite corpus (a directory of files) cannot supply more than max_epochs x its tokens."""
     from pretrain.tokens import TokenStore
 
@@ -320,7 +288,7 @@ def test_budget_over_repetition_cap_fails_before_training(tmp_path, prepared_dir
                        "tokens": {"python": 100}})
 
 
-def test_cpu_bf16_uses_autocast(tmp_path, data_for):
+def test_cpu_bf16_uses_autocast(tmp_path, data_for, make_cfg):
     cfg = make_cfg(precision="bf16", optim__steps=3)
     out = tmp_path / "bf16"
     train(cfg, out, data=data_for(cfg))
@@ -337,11 +305,12 @@ def test_snapshots_load_as_a_checkpoint_series_with_lens_check(full_run, data_fo
     checkpoints = pytest.importorskip("lensprobe.checkpoints")
     cfg, out, _ = full_run
     steps = [0, 1, 2, 4, 10, 20, 30, STEPS]
+    w = cfg.data.context + 1                        # tokens per row
     series = checkpoints.CheckpointSeries(out)
     infos = list(series)
     assert [i.step for i in infos] == steps
     assert all(i.status == "ok" for i in infos)
-    assert [i.tokens for i in infos] == [s * 8 * W for s in steps]
+    assert [i.tokens for i in infos] == [s * 8 * w for s in steps]
     # one tokenizer identity: what the series computes from the files is what training recorded
     assert {i.tokenizer_hash for i in infos} == {i.meta["tokenizer_hash"] for i in infos} == {data_for(cfg).tokenizer_hash}
     log = {r["step"]: r for r in read_log(out / "loss.jsonl")}
