@@ -267,8 +267,8 @@ def test_builtin_dir_is_the_package_data():
 
 
 # --------------------------------------------------------------------------- token sets
-def test_token_sets_first_tokens_and_collisions(bpe_tokenizer):
-    tok = bpe_tokenizer
+def test_token_sets_first_tokens_and_collisions(suite_bpe):
+    tok = suite_bpe
 
     def first(text):
         ids = tok.encode(text, add_special_tokens=False)
@@ -298,15 +298,15 @@ def test_token_sets_first_tokens_and_collisions(bpe_tokenizer):
     assert report.ok  # collisions are warnings: the probe excludes the pair
 
 
-def test_token_forms_override_and_strict_cli(bpe_tokenizer, tmp_path, capsys):
+def test_token_forms_override_and_strict_cli(suite_bpe, tmp_path, capsys):
     text = GOOD.replace("    reference_forms: [print]\n",
                         "    reference_forms: [print]\n    token_forms: {target: [println], reference: [println]}\n")
     p = _write(tmp_path, text, "coll.yaml")
     suite = suites.load_suite(p)
-    ts = suite.token_sets(bpe_tokenizer)["println"]
-    first = bpe_tokenizer.encode("println", add_special_tokens=False)[0]
+    ts = suite.token_sets(suite_bpe)["println"]
+    first = suite_bpe.encode("println", add_special_tokens=False)[0]
     assert ts.target == ts.reference == {first} and ts.collision
-    bpe_tokenizer.save_pretrained(tmp_path / "tok")
+    suite_bpe.save_pretrained(tmp_path / "tok")
     assert cli_main(["probes", "validate", str(p), "--tokenizer", str(tmp_path / "tok")]) == 0
     assert cli_main(["probes", "validate", str(p), "--tokenizer", str(tmp_path / "tok"), "--strict"]) == 1
     assert "collide" in capsys.readouterr().err

@@ -182,13 +182,13 @@ def _filter_matters(per, L, *, exclude_last):
 
 
 @pytest.mark.parametrize("model_type,seed", [("gpt2", 1), ("llama", 2)])
-def test_default_is_the_papers_rule_against_manual_lens(bpe_tokenizer, model_type, seed):
+def test_default_is_the_papers_rule_against_manual_lens(suite_bpe, model_type, seed):
     """Default: shares over prompts whose model generates the target (independent HF lens); the
     unfiltered variant under its own names; both in one probe; n = prompts kept everywhere."""
     suite = lensprobe.load_suite(SUITE)
     # seeds chosen so that the filter keeps some prompts, not all, and changes the shares (gpt2: 2 of 30
     # prompts kept, Python share 0.5 vs 0.9 unfiltered), and for gpt2 all three top-1 classes occur
-    model = _boosted_model(model_type, bpe_tokenizer, suite, seed=seed)
+    model = _boosted_model(model_type, suite_bpe, suite, seed=seed)
     default = WorkingLanguageProbe(suite, limit=LIMIT, identifiers=IDENTS, exclude_last=1)
     unfiltered = WorkingLanguageProbe(suite, limit=LIMIT, identifiers=IDENTS, exclude_last=1, prompts="all")
     both = WorkingLanguageProbe(suite, limit=LIMIT, identifiers=IDENTS, exclude_last=1, prompts=("all", "generated"))
@@ -196,11 +196,11 @@ def test_default_is_the_papers_rule_against_manual_lens(bpe_tokenizer, model_typ
     # equal input keys share the forward passes; the configs (resume keys) differ
     assert default.input_key() == unfiltered.input_key() == both.input_key()
     assert len({default.config_hash(), unfiltered.config_hash(), both.config_hash()}) == 3
-    dfs = [pd.DataFrame(lensprobe.run_probes(model, [p], tokenizer=bpe_tokenizer))
+    dfs = [pd.DataFrame(lensprobe.run_probes(model, [p], tokenizer=suite_bpe))
            for p in (default, unfiltered, both)]
     df, df_all, df_both = dfs
     assert set(df.language) == {"go"} and set(df.probe) == {"working_language"}
-    per, collided, L = _manual_records(model, bpe_tokenizer, suite, IDENTS)
+    per, collided, L = _manual_records(model, suite_bpe, suite, IDENTS)
     assert collided == ["=append"]  # Go append vs Python .append share `append`
     kept, total, differs = _filter_matters(per, L, exclude_last=1)
     assert 0 < kept < total and differs, "test is too weak: the filter does not change the shares"
@@ -221,12 +221,12 @@ def test_default_is_the_papers_rule_against_manual_lens(bpe_tokenizer, model_typ
     assert (merged.n == merged.n_parts).all()
 
 
-def test_unfiltered_variant_reproduces_the_previous_default(bpe_tokenizer):
+def test_unfiltered_variant_reproduces_the_previous_default(suite_bpe):
     """``prompts="all"`` gives the numbers the probe reported before the paper's rule became the
     default (frozen from lensprobe 58a8651, whose rows had no filter): only the names changed."""
     suite = lensprobe.load_suite(SUITE)
-    model = _boosted_model("gpt2", bpe_tokenizer, suite, seed=3)
-    df = working_language(model, suite, tokenizer=bpe_tokenizer, limit=LIMIT, identifiers=["nil", "true"],
+    model = _boosted_model("gpt2", suite_bpe, suite, seed=3)
+    df = working_language(model, suite, tokenizer=suite_bpe, limit=LIMIT, identifiers=["nil", "true"],
                           exclude_last=1, prompts="all")
     # (identifier, metric) -> value printed by that version (its n for Eq.1 counted tokens; now prompts)
     old = {(None, "eq1_python_share"): 1 / 11, (None, "eq1_mass_python_share"): 0.10104650688779537,
@@ -236,21 +236,21 @@ def test_unfiltered_variant_reproduces_the_previous_default(bpe_tokenizer):
         name = metric if metric == "final_accuracy" else metric + "_all_prompts"
         assert _lookup(df, ident, name) == (pytest.approx(value, abs=1e-6), 20 if ident is None else LIMIT)
     # the paper's rule on the same model: `true` is never generated -> NaN, not the 1.0 above
-    gen = working_language(model, suite, tokenizer=bpe_tokenizer, limit=LIMIT, identifiers=["nil", "true"],
+    gen = working_language(model, suite, tokenizer=suite_bpe, limit=LIMIT, identifiers=["nil", "true"],
                            exclude_last=1)
     assert math.isnan(_lookup(gen, "true", "eq1_python_share")[0]) and _lookup(gen, "true", "n_kept")[0] == 0
     assert _lookup(gen, None, "eq1_python_share") == (0.0, 4)
 
 
-def test_group_rows_pool_their_identifiers(bpe_tokenizer):
+def test_group_rows_pool_their_identifiers(suite_bpe):
     """Ids ``<group>:<id>`` get pooled rows ``<group>:*`` (Babel: one per split), checked against the
     manual lens; ungrouped ids only enter the suite row."""
     suite = _grouped_php_suite()
-    model = _boosted_model("gpt2", bpe_tokenizer, suite, seed=1)
+    model = _boosted_model("gpt2", suite_bpe, suite, seed=1)
     idents = ["g1:strlen", "g1:count", "g2:sort", "g2:gettype", "array_sum"]  # g2:sort collides (sort/sorted)
     probe = WorkingLanguageProbe(suite, limit=5, identifiers=idents, exclude_last=1, prompts=("generated", "all"))
-    df = pd.DataFrame(lensprobe.run_probes(model, [probe], tokenizer=bpe_tokenizer))
-    per, collided, L = _manual_records(model, bpe_tokenizer, suite, idents, limit=5)
+    df = pd.DataFrame(lensprobe.run_probes(model, [probe], tokenizer=suite_bpe))
+    per, collided, L = _manual_records(model, suite_bpe, suite, idents, limit=5)
     assert sorted(i for i in df.identifier.dropna().unique() if i.endswith(":*")) == ["g1:*", "g2:*"]
     for prompts in ("generated", "all"):
         expected = _expected(per, L, exclude_last=1, prompts=prompts)
@@ -264,16 +264,16 @@ def test_group_rows_pool_their_identifiers(bpe_tokenizer):
     assert not math.isnan(_lookup(df, "g2:*", "eq1_mass_python_share_all_prompts")[0])
 
 
-def test_working_language_table_columns(bpe_tokenizer):
+def test_working_language_table_columns(suite_bpe):
     suite = lensprobe.load_suite("php")
-    model = _boosted_model("gpt2", bpe_tokenizer, suite)
-    df = working_language(model, suite, tokenizer=bpe_tokenizer, limit=LIMIT, identifiers=["count"])
+    model = _boosted_model("gpt2", suite_bpe, suite)
+    df = working_language(model, suite, tokenizer=suite_bpe, limit=LIMIT, identifiers=["count"])
     # the sweep table's columns; a model outside a series (and not loaded from a path) has no checkpoint columns
     assert tuple(df.columns) == SWEEP_COLUMNS and set(df.probe) == {"working_language"}
     assert model.config.name_or_path == "" and df[["run", "checkpoint", "step", "tokens"]].isna().all().all()
     # exactly the probe's rows from the engine, stamped (the one-model path of the sweep)
     probe = WorkingLanguageProbe(suite, limit=LIMIT, identifiers=["count"])
-    rows = lensprobe.run_probes(model, [probe], tokenizer=bpe_tokenizer)
+    rows = lensprobe.run_probes(model, [probe], tokenizer=suite_bpe)
     expected = sort_table(to_table(stamp_rows(rows)))
     pd.testing.assert_frame_equal(df, expected)
     assert set(df.language) == {"php"}
@@ -282,13 +282,13 @@ def test_working_language_table_columns(bpe_tokenizer):
     assert _lookup(df, None, "exclude_last") == (1, 3)
 
 
-def test_padding_side_and_batch_size_do_not_change_rows(bpe_tokenizer):
+def test_padding_side_and_batch_size_do_not_change_rows(suite_bpe):
     suite = lensprobe.load_suite(SUITE)
-    model = _boosted_model("llama", bpe_tokenizer, suite, seed=1)
+    model = _boosted_model("llama", suite_bpe, suite, seed=1)
 
     def run(**kw):
         probe = WorkingLanguageProbe(suite, limit=LIMIT, identifiers=["nil", "true"], **kw)
-        rows = lensprobe.run_probes(model, [probe], tokenizer=bpe_tokenizer)
+        rows = lensprobe.run_probes(model, [probe], tokenizer=suite_bpe)
         return pd.DataFrame(rows).sort_values(["identifier", "layer", "metric"], na_position="first")
 
     a = run(padding_side="left", batch_size=16)
@@ -298,12 +298,12 @@ def test_padding_side_and_batch_size_do_not_change_rows(bpe_tokenizer):
         assert (a.n.to_numpy() == other.n.to_numpy()).all()
 
 
-def test_bos_is_explicit(bpe_tokenizer):
-    bos = bpe_tokenizer.bos_token_id
+def test_bos_is_explicit(suite_bpe):
+    bos = suite_bpe.bos_token_id
     plain = WorkingLanguageProbe("php", limit=10, batch_size=8, padding_side="right")
     with_bos = WorkingLanguageProbe("php", limit=10, batch_size=8, padding_side="right", add_bos=True)
-    b0 = next(iter(plain.batches(bpe_tokenizer)))
-    b1 = next(iter(with_bos.batches(bpe_tokenizer)))
+    b0 = next(iter(plain.batches(suite_bpe)))
+    b1 = next(iter(with_bos.batches(suite_bpe)))
     assert (b0.input_ids != bos).all()
     assert (b1.input_ids[:, 0] == bos).all()
     assert torch.equal(b1.input_ids[:, 1:b0.input_ids.shape[1] + 1][b0.attention_mask.bool()],
@@ -438,7 +438,7 @@ def test_prompts_option_is_validated_and_keyed():
     assert {m + "_all_prompts" for m in SHARE_METRICS} <= set(METRICS)
 
 
-def test_series_and_cli(bpe_tokenizer, tmp_path, capsys):
+def test_series_and_cli(suite_bpe, tmp_path, capsys):
     from lensprobe.checkpoints import CheckpointSeries
     from lensprobe.cli import main as cli_main
 
@@ -446,22 +446,22 @@ def test_series_and_cli(bpe_tokenizer, tmp_path, capsys):
     run = tmp_path / "run"
     models = {}
     for step, seed in ((10, 0), (20, 1)):
-        m = _boosted_model("gpt2", bpe_tokenizer, suite, seed=seed)
+        m = _boosted_model("gpt2", suite_bpe, suite, seed=seed)
         m.save_pretrained(run / f"checkpoint-{step}")
-        bpe_tokenizer.save_pretrained(run / f"checkpoint-{step}")
+        suite_bpe.save_pretrained(run / f"checkpoint-{step}")
         models[step] = m
     ids = ["nil", "true"]
     df = working_language(CheckpointSeries(run), suite, limit=LIMIT, identifiers=ids, exclude_last=1)
     assert sorted(df.step.unique().tolist()) == [10, 20]
     assert set(df.checkpoint) == {"checkpoint-10", "checkpoint-20"}
-    single = working_language(models[20], suite, tokenizer=bpe_tokenizer, limit=LIMIT, identifiers=ids,
+    single = working_language(models[20], suite, tokenizer=suite_bpe, limit=LIMIT, identifiers=ids,
                               exclude_last=1)
     part = df[df.step == 20].reset_index(drop=True)
     np.testing.assert_allclose(part.value.to_numpy(), single.value.to_numpy(), atol=1e-5, equal_nan=True)
     assert not np.allclose(df[df.step == 10].value.to_numpy(), part.value.to_numpy(), equal_nan=True)
 
     # the API default is the paper's rule: the same rows as asking for it
-    explicit = working_language(models[20], suite, tokenizer=bpe_tokenizer, limit=LIMIT, identifiers=ids,
+    explicit = working_language(models[20], suite, tokenizer=suite_bpe, limit=LIMIT, identifiers=ids,
                                 exclude_last=1, prompts="generated")
     pd.testing.assert_frame_equal(single, explicit)
 
@@ -487,7 +487,7 @@ def test_series_and_cli(bpe_tokenizer, tmp_path, capsys):
     # --prompts all: the unfiltered variant under its own names, as the API computes it
     assert cli_main(argv[:-4] + ["--prompts", "all", "--identifier", "nil", "--identifier", "true"]) == 0
     table_all = pd.read_csv(out)
-    api_all = working_language(models[20], suite, tokenizer=bpe_tokenizer, limit=LIMIT, identifiers=ids,
+    api_all = working_language(models[20], suite, tokenizer=suite_bpe, limit=LIMIT, identifiers=ids,
                                exclude_last=1, prompts="all")
     merged = table_all.merge(api_all, on=["identifier", "layer", "metric"], suffixes=("_cli", "_api"))
     assert len(merged) == len(api_all) == len(table_all)
