@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -37,6 +38,18 @@ from lensprobe.sweep import read_sweep  # noqa: E402
 RECIPE_SIZES = DemoSettings(train_base=True, base_python_tokens=6_000_000, base_php_tokens=120_000,
                             continual_php_tokens=4_700_000, continual_python_tokens=250_000, snapshot_every=100,
                             snapshot_log_max=64)
+
+
+def with_python_share(settings: DemoSettings, share: float) -> DemoSettings:
+    """``settings`` with the continual run's Python tokens set so that Python is ``share`` of its
+    tokens: python = round(php * share / (1 - share)), the PHP tokens unchanged."""
+    if not 0 < share < 1:
+        raise ValueError(f"--python-share must lie strictly between 0 and 1, got {share}")
+    python = round(settings.continual_php_tokens * share / (1 - share))
+    if python < 1:
+        raise ValueError(f"--python-share {share}: {python} Python tokens for {settings.continual_php_tokens:,} PHP "
+                         "tokens; give a larger share")
+    return replace(settings, continual_python_tokens=python)
 
 
 def curves(table: pd.DataFrame) -> pd.DataFrame:
@@ -80,8 +93,16 @@ def main() -> int:
     ap.add_argument("--demo-sizes", action="store_true", help="the default demo's sizes instead of the recipes'")
     ap.add_argument("--base", nargs="+", default=None,
                     help="reuse babel-base checkpoint(s), each for the split seed its recipe names (others are trained)")
+    ap.add_argument("--python-share", type=float, default=None, metavar="S",
+                    help="Python's share of the continual run's tokens (0 < S < 1; the paper's ~0.001); "
+                         "default: the sizes' own (recipe: 250,000 of 4,950,000 = 5.05%%)")
     args = ap.parse_args()
     settings = QUICK if args.quick else (DEFAULT if args.demo_sizes else RECIPE_SIZES)
+    if args.python_share is not None:
+        try:
+            settings = with_python_share(settings, args.python_share)
+        except ValueError as exc:
+            ap.error(str(exc))
     t0 = time.perf_counter()
     summary = run_demo(args.out, quick=args.quick, seeds=args.seeds, settings=settings, base=args.base)
     wall = time.perf_counter() - t0
