@@ -76,12 +76,18 @@ def load_mixture_file(path: str | Path) -> dict[str, int]:
 
 
 def write_mixture(path: str | Path, tokens: Mapping[str, float], *, source: str | None = None,
-                  notes: str | None = None) -> Path:
-    """Validate and write a mixture file atomically (float token counts are rounded to integers)."""
+                  notes: str | None = None, extra: Mapping[str, Any] | None = None) -> Path:
+    """Validate and write a mixture file atomically (float token counts are rounded to integers).
+    ``extra``: further top-level keys (free-form, kept by :func:`read_mixture`; not ``tokens``,
+    ``source`` or ``notes``)."""
     rounded = {k: (int(round(v)) if isinstance(v, float) and math.isfinite(v) else v) for k, v in tokens.items()}
     doc: dict[str, Any] = {"tokens": validate_mixture_tokens(rounded, str(path))}
     if source is not None:
         doc["source"] = str(source)
     if notes is not None:
         doc["notes"] = str(notes)
+    clash = sorted(set(extra or {}) & {"tokens", "source", "notes"})
+    if clash:
+        raise ValueError(f"{path}: extra keys {clash} clash with the mixture file's own fields")
+    doc.update(extra or {})
     return atomic_write_text(path, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True, width=100))

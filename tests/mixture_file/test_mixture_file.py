@@ -46,3 +46,14 @@ def test_write_then_read_round_trips_with_free_keys(tmp_path):
     with pytest.raises(ValueError, match="unknown language 'rust'"):
         write_mixture(tmp_path / "x.yaml", {"rust": 1})
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_write_keeps_extra_keys_and_refuses_clashes(tmp_path):
+    eq3 = {"eta_python": 5_999_151, "eta_target": 619_113, "share": 5_999_151 / (5_999_151 + 619_113)}
+    path = write_mixture(tmp_path / "m.yaml", {"php": 619_113, "python": 30_956}, source="loop", extra={"eq3": eq3})
+    doc = read_mixture(path)
+    assert doc["eq3"] == eq3 and doc["tokens"] == {"php": 619_113, "python": 30_956}
+    assert list(yaml.safe_load(path.read_text())) == ["tokens", "source", "eq3"]
+    with pytest.raises(ValueError, match=r"extra keys \['notes'\] clash"):
+        write_mixture(tmp_path / "y.yaml", {"php": 1}, extra={"notes": "x"})
+    assert not (tmp_path / "y.yaml").exists()
