@@ -64,6 +64,9 @@ FORMAT_VERSION = 1
 SCHEDULES = ("constant", "linear")
 STARTS = ("zero", "lstsq")
 
+#: Rows per forward pass when the training rows are collected once (cached fits): small models run
+#: small batches far below their throughput.
+COLLECT_ROWS = 32
 #: Most logits alive at once while fitting or evaluating (elements; 8M fp32 = 32 MB per tensor).
 MAX_LOGITS_ELEMENTS = 1 << 23
 
@@ -458,10 +461,10 @@ class TunedLens:
 
     def _collect_rows(self, module: nn.Module, adapter: BoundAdapter, ids: torch.Tensor,
                       mask: torch.Tensor) -> tuple[_Tokens, torch.Tensor]:
-        """All rows' tokens (one forward pass per ``batch_size`` rows) and each row's token offset."""
-        parts = [_collect(module, adapter, ids[i:i + self.batch_size], mask[i:i + self.batch_size])
-                 for i in range(0, ids.shape[0], self.batch_size)]
-        tokens = _cat(parts, list(range(0, ids.shape[0], self.batch_size)))
+        """All rows' tokens (one forward pass per ``COLLECT_ROWS`` rows at least) and each row's token offset."""
+        size = max(self.batch_size, COLLECT_ROWS)
+        parts = [_collect(module, adapter, ids[i:i + size], mask[i:i + size]) for i in range(0, ids.shape[0], size)]
+        tokens = _cat(parts, list(range(0, ids.shape[0], size)))
         offsets = torch.zeros(ids.shape[0] + 1, dtype=torch.long)
         offsets[1:] = mask.sum(1).cumsum(0)
         return tokens, offsets
