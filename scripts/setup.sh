@@ -35,6 +35,9 @@ fi
 # torch first and pinned: an unpinned torch pulls several GB of CUDA packages on a CPU machine.
 .venv/bin/python -m pip install -q "$TORCH_SPEC"
 .venv/bin/python -m pip install -q -e ".[dev]"
+# the tuned-lens package (2023) is a test oracle only; its declared deps (torchdata, wandb, datasets, an
+# old transformers range) would swap packages, and the modules the tests import need none of them
+.venv/bin/python -m pip install -q --no-deps "tuned-lens==0.2.0"
 # a Jupyter kernel inside the venv, for the notebooks in examples/ (the tests execute them)
 .venv/bin/python -m ipykernel install --sys-prefix >/dev/null
 .venv/bin/python -c "import torch, transformers, lensprobe; print('setup: ok — torch', torch.__version__, '| transformers', transformers.__version__, '| lensprobe', lensprobe.__version__)"
