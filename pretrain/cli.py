@@ -34,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mixture", help="mixture file (YAML `tokens: {language: tokens}`) for the token budgets")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument("--list", action="store_true", help="list the built-in recipes and exit")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no messages on stderr (errors are still printed)")
     p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
 
 
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
                           *[x for o in args.overrides for x in ("--set", o)],
                           *(["--mixture", args.mixture] if args.mixture else [])])
     try:
-        result = train(cfg, args.out, command=command, stop_after=args.stop_after)
+        result = train(cfg, args.out, command=command, stop_after=args.stop_after, progress=not args.quiet,
+                       **({"log": None} if args.quiet else {}))
     except ConfigError as exc:
         print(f"lensprobe pretrain: {exc}", file=sys.stderr)
         return 2

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from lensprobe.files import atomic_directory, atomic_write_json, atomic_write_text
+from lensprobe.progress import progress_bar, say as _say
 
 from . import config as config_mod
 from .config import ConfigError, PretrainConfig
@@ -64,8 +65,10 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------------------- data
-def prepare_data(cfg: PretrainConfig, out: Path, *, is_main: bool = True, wait: Callable[[], None] = lambda: None) -> PreparedData:
-    """Tokenizer and token store under ``out`` (made once by the main process, reused on resume)."""
+def prepare_data(cfg: PretrainConfig, out: Path, *, is_main: bool = True, wait: Callable[[], None] = lambda: None,
+                 log: Callable[[str], None] | None = None) -> PreparedData:
+    """Tokenizer and token store under ``out`` (made once by the main process, reused on resume);
+    ``log`` receives a line before each long step (tokenizer training, tokenization)."""
 
     budgets = config_mod.budgets(cfg)
     tok_dir, tokens_dir = out / "tokenizer", out / "tokens"
@@ -85,6 +88,8 @@ def prepare_data(cfg: PretrainConfig, out: Path, *, is_main: bool = True, wait: 
         source = None
         if tok_source == tok_dir and not (tok_dir / "tokenizer.json").is_file():
             source = corpus()
+            if log:
+                log(f"training the tokenizer ({cfg.tokenizer.vocab_size} tokens) into {tok_dir}")
             with atomic_directory(tok_dir, overwrite=True) as tmp:
                 train_tokenizer(source, languages=cfg.data.languages, vocab_size=cfg.tokenizer.vocab_size,
                                 sample_bytes_per_language=cfg.tokenizer.sample_bytes_per_language,
@@ -93,6 +98,9 @@ def prepare_data(cfg: PretrainConfig, out: Path, *, is_main: bool = True, wait: 
         thash = tokenizer_hash(tokenizer)
         if not _store_matches(tokens_dir, thash, cfg):
             source = source or corpus()
+            if log:
+                log(f"tokenizing the corpus into {tokens_dir}: " + ", ".join(f"{k} {v:,}" for k, v in budgets.items())
+                    + " tokens")
             try:
                 with atomic_directory(tokens_dir, overwrite=True) as tmp:
                     tokenize_corpus(source, tokenizer, tmp, tokens_per_language=budgets,
@@ -247,8 +255,13 @@ def _lookup(data: dict[str, Any], dotted: str) -> Any:
 
 # ---------------------------------------------------------------------------------- the loop
 def train(cfg: PretrainConfig, out: str | Path, *, command: str | None = None, data: PreparedData | None = None,
-          stop_after: int | None = None, log: Callable[[str], None] | None = None) -> TrainResult:
-    """Train (or resume) the run in ``out``. ``stop_after`` ends early (with resume state) at that step."""
+          stop_after: int | None = None, log: Callable[[str], None] | None = _say,
+          progress: bool = True) -> TrainResult:
+    """Train (or resume) the run in ``out``. ``stop_after`` ends early (with resume state) at that step.
+
+    ``progress``: a bar on stderr over the steps (loss, tokens/s, ETA; main process only); ``log``
+    receives the messages (start, resume, stop; default: stderr), None for none.
+    """
     from accelerate import Accelerator, DistributedType, PartialState
     from accelerate.utils import broadcast_object_list, parse_flag_from_env, set_seed
 
@@ -269,12 +282,14 @@ def train(cfg: PretrainConfig, out: str | Path, *, command: str | None = None, d
     if deepspeed:
         _check_deepspeed(accelerator, cfg)
     main, rank, world = accelerator.is_main_process, accelerator.process_index, accelerator.num_processes
-    say = (log or (lambda msg: print(msg, file=sys.stderr, flush=True))) if main else (lambda msg: None)
+    if not isinstance(progress, bool):
+        raise ValueError(f"progress must be a bool, got {progress!r}")
+    say = log if main and log is not None else (lambda msg: None)
 
     # ---- run directory: refuse incompatible configs; then data (prepared once, reused on resume)
     check_resumable(cfg, out)
     if data is None:
-        data = prepare_data(cfg, out, is_main=main, wait=accelerator.wait_for_everyone)
+        data = prepare_data(cfg, out, is_main=main, wait=accelerator.wait_for_everyone, log=say)
     schedule, tokenizer = data.schedule, data.tokenizer
     _check_repetition(cfg, data.store, config_mod.budgets(cfg))
     batch_size, context, grad_accum = cfg.optim.batch_size, cfg.data.context, cfg.optim.grad_accum
@@ -405,7 +420,9 @@ def train(cfg: PretrainConfig, out: str | Path, *, command: str | None = None, d
         f"{n_params(accelerator.unwrap_model(model)):,} parameters, {world} process(es), "
         f"{'bf16' if bf16 else 'fp32'}")
     status, step, lr = "completed", start, 0.0
-    with _StopFlag() as stop:
+    bar = progress_bar(total=total_steps, initial=start, desc=f"train {cfg.run.name}", unit="step",
+                       enabled=progress and main)
+    with _StopFlag() as stop, bar:
         for step in range(start + 1, total_steps + 1):
             t0 = time.perf_counter()
             lr = lr_at(step - 1)
@@ -442,6 +459,9 @@ def train(cfg: PretrainConfig, out: str | Path, *, command: str | None = None, d
                     "loss_by_language": {k: sum(v) / len(v) for k, v in sorted(by_lang.items())},
                     "lr": lr, "grad_norm": None if grad_norm is None else float(grad_norm),
                     "tokens": tokens_total(), "tokens_per_s": batch_size * (context + 1) / elapsed})
+                bar.set_postfix_str(f"loss {float(row_loss.mean()):.3f}, "
+                                    f"{batch_size * (context + 1) / elapsed:,.0f} tok/s", refresh=False)
+                bar.update(1)
             if step in snaps:
                 snapshot(step, lr)
             stopping = stop.set or (stop_after is not None and step >= stop_after)
