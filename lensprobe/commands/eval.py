@@ -33,7 +33,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per program run (default 10)")
     p.add_argument("--compile-timeout", type=float, default=60.0, help="seconds per compile step (default 60)")
     p.add_argument("--k", default="1", help="comma-separated k of pass@k (default 1)")
-    p.add_argument("--limit", type=int, default=None, help="only the first N problems")
+    p.add_argument("--limit", type=int, default=None,
+                   help="only the first N problems of the file (completions of the others in --samples are ignored)")
     p.add_argument("--include-unpassable", action="store_true", help="do not skip known-unpassable problems")
     p.add_argument("--sandbox", choices=["auto", "bwrap", "unshare", "plain"], default="auto",
                    help="require a sandbox level (default: the strongest available)")
@@ -47,7 +48,8 @@ def register(subparsers: Any) -> None:
     g.add_argument("--batch-size", type=int, default=8)
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--samples-out", default=None, help="write generated completions to this JSONL")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars and no messages on stderr (errors and the sandbox report still print)")
     p.set_defaults(func=run)
 
 
@@ -69,9 +71,13 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--k {args.k!r}: give positive integers, e.g. 1,10")
         if args.workers < 1 or args.timeout <= 0:
             raise ValueError("--workers must be >= 1 and --timeout > 0")
+        if args.limit is not None and args.limit < 1:
+            raise ValueError(f"--limit must be >= 1, got {args.limit}")
         problems = load_problems(args.problems, family=args.family, language=args.language)
-        if args.limit is not None:
-            problems = problems[: args.limit]
+        # --limit picks the first N problems; the rest stay known, so a sample file of the whole
+        # benchmark is limited too (its other completions are skipped, not an error)
+        limited = problems[: args.limit] if args.limit is not None else problems
+        task_ids = [p.task_id for p in limited] if args.limit is not None else None
         report = sandbox_report(args.sandbox)
         print(str(report), file=sys.stderr)
         common = dict(workers=args.workers, timeout=args.timeout, sandbox=args.sandbox,
@@ -79,13 +85,19 @@ def run(args: argparse.Namespace) -> int:
         gen = dict(n=args.n, temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
                    batch_size=args.batch_size, seed=args.seed)
         if args.run_dir:
+            from lensprobe.checkpoints import CheckpointSeries
+            from lensprobe.commands.sweep import print_problems, skipped_checkpoints
             from lensprobe.probes.functional import evaluate_checkpoints
 
-            table = evaluate_checkpoints(args.run_dir, {problems[0].language: problems}, ks=ks, **gen, **common)
+            series = CheckpointSeries(args.run_dir)
+            table = evaluate_checkpoints(series, {limited[0].language: limited}, ks=ks, progress=not args.quiet,
+                                         **gen, **common)
             print(table.to_string(index=False))
             if args.out:
                 _write_table(table, args.out)
-            return 0
+            problems = skipped_checkpoints(series)  # the good checkpoints' rows are written all the same
+            print_problems(problems, "eval")
+            return 1 if problems else 0
         samples = args.samples
         if args.checkpoint:
             from lensprobe.engine.adapters import load_model
@@ -94,17 +106,13 @@ def run(args: argparse.Namespace) -> int:
             loaded = load_model(args.checkpoint)
             if loaded.tokenizer is None:
                 raise ValueError(f"checkpoint {args.checkpoint}: no tokenizer files")
-            samples = generate_completions(loaded.model, loaded.tokenizer, problems, **gen)
+            samples = generate_completions(loaded.model, loaded.tokenizer, limited, **gen)
             if args.samples_out:
                 from lensprobe.files import atomic_write_text
 
                 atomic_write_text(args.samples_out, "".join(json.dumps(s) + "\n" for s in samples))
-        progress = None
-        if not args.quiet:
-            def progress(done: int, total: int) -> None:
-                if done == total or done % 50 == 0:
-                    print(f"eval: {done}/{total}", file=sys.stderr)
-        res = evaluate_samples(problems, samples, compile_timeout=args.compile_timeout, progress=progress, **common)
+        res = evaluate_samples(problems, samples, task_ids=task_ids, compile_timeout=args.compile_timeout,
+                               progress=not args.quiet, **common)
         summary = res.summary(ks=ks)
         print(json.dumps(summary, indent=1))
         if args.out:

@@ -9,6 +9,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import pandas as pd
 
 from lensprobe.languages import canonical_language
+from lensprobe.progress import progress_bar
 
 from .datasets import FAMILIES, DatasetError, Problem, load_problems, load_samples
 from .defects import unpassable
@@ -79,14 +80,16 @@ def evaluate_samples(problems_path: str | Path | Sequence[Problem],
                      timeout: float = 10.0, compile_timeout: float = 60.0, exclude_unpassable: bool = True,
                      task_ids: Iterable[str] | None = None, sandbox: str = "auto",
                      cache_dir: str | Path | None = None, python: str | None = None,
-                     progress: Callable[[int, int], None] | None = None) -> EvalResult:
+                     progress: Callable[[int, int], None] | bool | None = None) -> EvalResult:
     """Execute completions against a benchmark file and score them.
 
     ``samples``: a JSONL path or dicts with ``task_id`` and ``completion`` (several per task for
     pass@k, k > 1); ``None`` runs the dataset's canonical solutions. ``family``: "humaneval-x",
     "multipl-e" or "mxeval" (inferred when omitted). Problems in the known-unpassable list are
     skipped unless ``exclude_unpassable=False``; they are listed in ``EvalResult.excluded``.
-    ``task_ids`` restricts the run to those problems.
+    ``task_ids`` restricts the run to those problems; samples of other problems are then ignored.
+    ``progress``: True draws a bar on stderr (programs run, ETA); a callable receives
+    ``(done, total)`` after each program; None/False: silent.
     """
     if family is not None and family not in FAMILIES:
         raise ValueError(f"family must be one of {FAMILIES}, not {family!r}")
@@ -133,7 +136,21 @@ def evaluate_samples(problems_path: str | Path | Sequence[Problem],
                         cache_dir=cache_dir, python=python)
     for line in executor.report.lines():
         log.info(line)
-    results: list[RunResult] = executor.run_jobs(jobs, progress=progress) if jobs else []
+    bar = None
+    if progress is True:
+        bar = progress_bar(total=len(jobs), desc=f"eval {fam} {lang}", unit="program")
+
+        def progress(done: int, total: int) -> None:  # called once per finished program
+            bar.update(1)
+    elif progress is False:
+        progress = None
+    elif progress is not None and not callable(progress):
+        raise ValueError(f"progress must be a bool, a callable or None, got {progress!r}")
+    try:
+        results: list[RunResult] = executor.run_jobs(jobs, progress=progress) if jobs else []
+    finally:
+        if bar is not None:
+            bar.close()
     df = pd.DataFrame([r.to_dict() for r in results], columns=list(RESULT_COLUMNS))
     df["passed"] = df["passed"].astype(bool)
     return EvalResult(fam, lang, df, excluded, missing, executor.report)

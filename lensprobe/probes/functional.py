@@ -123,15 +123,16 @@ class FunctionalProbe(ModelProbe):
 
 def evaluate_checkpoints(series: CheckpointSeries | str | os.PathLike, problems: Any, *, tokenizer: Any = None,
                          out_dir: str | Path | None = None, device: str | torch.device = "cpu",
-                         **options: Any) -> pd.DataFrame:
+                         progress: bool = False, **options: Any) -> pd.DataFrame:
     """pass@k over every checkpoint of ``series`` (a :class:`CheckpointSeries` or a run directory).
 
     A thin call of :func:`lensprobe.sweep.run_sweep` with a :class:`FunctionalProbe` built from
     ``problems`` and ``options`` (its keyword arguments): in memory, or resumable under
-    ``out_dir``. Returns the table of :data:`lensprobe.table.SWEEP_COLUMNS`.
+    ``out_dir``. Returns the table of :data:`lensprobe.table.SWEEP_COLUMNS`. ``progress``: the
+    sweep's bar over the checkpoints (stderr).
     """
     probe = FunctionalProbe(problems, **options)
     result = run_sweep(series, [probe], out_dir=out_dir, tokenizer=tokenizer, device=device, fail_fast=True,
-                       log_rows=False, progress=False, log=log.info,
+                       log_rows=False, progress=progress, log=log.info,
                        on_checkpoint=lambda info, rows: log.info("eval: checkpoint %s done", info.name))
     return result.to_dataframe()
