@@ -1,7 +1,7 @@
 """``lensprobe probes``: list, validate and render identifier suites.
 
     lensprobe probes list
-    lensprobe probes validate FILE_OR_NAME [...] [--tokenizer DIR] [--strict]
+    lensprobe probes validate FILE_OR_DIR_OR_NAME [...] [--tokenizer DIR] [--strict]
     lensprobe probes render NAME|FILE [--seed N] [--limit N] [--identifier ID] [--format text|jsonl]
 """
 from __future__ import annotations
@@ -9,7 +9,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
+
+from lensprobe.commands.common import UsageError, check_tokenizer_path
+
+
+def _targets(items: list[str]) -> list[str]:
+    """Suite files, names and directories -> suite files and names: a directory stands for every
+    ``*.yaml`` / ``*.yml`` file in it (not recursive)."""
+    out: list[str] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in (".yaml", ".yml"))
+            if not files:
+                raise UsageError(f"{path.absolute()}: the directory holds no suite files (*.yaml, *.yml)")
+            out.extend(str(p) for p in files)
+        else:
+            out.append(item)
+    return out
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -17,20 +36,25 @@ def _validate(args: argparse.Namespace) -> int:
     from lensprobe.suites import validate_suite
 
     try:
-        tokenizer = load_tokenizer_from(args.tokenizer) if args.tokenizer else None
+        path = check_tokenizer_path(args.tokenizer)
+        tokenizer = load_tokenizer_from(path) if path is not None else None
+        targets = _targets(args.files)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except CheckpointError as exc:
-        print(f"error: cannot load tokenizer {args.tokenizer}: {exc}", file=sys.stderr)
+        print(f"error: --tokenizer: {exc}", file=sys.stderr)
         return 2
     from lensprobe.suites import resolve_suite_path
 
-    for target in args.files:
+    for target in targets:
         try:
             resolve_suite_path(target, search_path=args.suites_dir)
         except (KeyError, FileNotFoundError) as exc:
             print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
             return 2
     failed = False
-    for target in args.files:
+    for target in targets:
         report = validate_suite(target, tokenizer=tokenizer, search_path=args.suites_dir)
         bad = not report.ok or (args.strict and bool(report.warnings))
         print(report.format(), file=sys.stderr if bad else sys.stdout)
@@ -80,7 +104,7 @@ def register(subparsers: Any) -> None:
                         help="extra directory of suite YAML files (repeatable; also $LENSPROBE_SUITES_PATH)")
 
     v = sub.add_parser("validate", help="check suite files; exit 1 on errors")
-    v.add_argument("files", nargs="+", metavar="FILE", help="suite YAML file(s) or suite names")
+    v.add_argument("files", nargs="+", metavar="FILE", help="suite YAML file(s), directories of them, or suite names")
     v.add_argument("--tokenizer", metavar="DIR", help="tokenizer directory or tokenizer.json: also check token sets")
     v.add_argument("--strict", action="store_true", help="treat warnings (e.g. token-set collisions) as errors")
     common(v)

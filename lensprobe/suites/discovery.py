@@ -93,8 +93,11 @@ def resolve_suite_path(name_or_path: str | os.PathLike, *,
     """The YAML file a suite name or path refers to (first match in the order of :func:`list_suites`)."""
     p = Path(name_or_path)
     if p.suffix in (".yaml", ".yml") or p.is_file() or os.sep in str(name_or_path):
+        if p.is_dir():
+            raise FileNotFoundError(f"{p.absolute()} is a directory, not a suite file: give one YAML file "
+                                    "(`lensprobe probes validate` also takes a directory)")
         if not p.is_file():
-            raise FileNotFoundError(f"suite file {str(p)!r} does not exist")
+            raise FileNotFoundError(f"suite file {str(p.absolute())!r} does not exist")
         return p
     name = str(name_or_path)
     for _, files in _sources(search_path):

@@ -23,7 +23,7 @@ from lensprobe.suites.rendering import slot_refs
 from lensprobe.suites.schema import (CURSOR, DEFAULT_N_PROMPTS, IDENT_KEYS, MIN_DISTINCT_PROMPTS, SUITE_KEYS,
                                      SUPPORTED_VERSIONS, TEMPLATE_KEYS, IdentifierSpec, Template)
 from lensprobe.suites.suite import Suite
-from lensprobe.suites.tokens import decode_token, encode_text, identifier_token_sets, token_texts
+from lensprobe.suites.tokens import decode_token, encode_text, identifier_token_sets, split_form, token_texts
 
 __all__ = ["ValidationIssue", "ValidationReport", "SuiteError", "load_suite", "validate_suite", "suite_from_dict"]
 
@@ -85,6 +85,11 @@ class SuiteError(ValueError):
 
 
 # --------------------------------------------------------------------------- parsing + validation
+def _written_word(form: str) -> str:
+    """The word a form writes (leading punctuation is context: ``.append`` and ``=append`` write ``append``)."""
+    return split_form(form)[1] or form
+
+
 def _as_forms(value: Any, report: ValidationReport, entry: str) -> tuple[str, ...] | None:
     if isinstance(value, str):
         value = [value]
@@ -292,6 +297,19 @@ def _parse(data: Any, report: ValidationReport, name: str, path: str | None) -> 
 
             _check_refs(text, resolve, report, tentry)
             templates.append(Template(tid, text, t_slots))
+        if target is not None and reference is not None:
+            named = f"{entry} ({ident})" if isinstance(ident, str) else entry
+            same = [f for f in target if f in reference]
+            if same:
+                report.add(named, f"target_forms and reference_forms share {same!r}: the lens cannot tell "
+                           "the languages apart on an identifier written the same in both; drop the pair "
+                           "(or give forms that differ)")
+            else:
+                words = {_written_word(f) for f in target} & {_written_word(f) for f in reference}
+                if words:
+                    report.add(named, f"target and reference forms write the same word {sorted(words)!r}: "
+                               "their token sets will collide with any tokenizer and the working-language probe "
+                               "will exclude the pair", "warning")
         if isinstance(ident, str) and target is not None and reference is not None:
             idents.append(IdentifierSpec(ident, target, reference, tuple(templates), ident_slots,
                                          token_forms, n_ident))
@@ -363,7 +381,7 @@ def _read(path: Path, report: ValidationReport) -> Any:
 
 
 def _load_path(path: Path) -> tuple[Suite | None, ValidationReport]:
-    report = ValidationReport(path.name)
+    report = ValidationReport(str(path.absolute()))  # the full path: several files may share a name
     data = _read(path, report)
     if report.errors:
         return None, report
@@ -402,7 +420,7 @@ def validate_suite(path_or_suite: str | os.PathLike | Suite, *, tokenizer: Any =
     """
     if isinstance(path_or_suite, Suite):
         suite = path_or_suite
-        report = ValidationReport(Path(suite.path).name if suite.path else suite.name)
+        report = ValidationReport(str(Path(suite.path).absolute()) if suite.path else suite.name)
     else:
         try:
             path = resolve_suite_path(path_or_suite, search_path=search_path)

@@ -54,7 +54,7 @@ def test_suite_round_trip_validates_with_the_probes_command(workdir, capsys):
     assert printed.count("same identifier as Python") == len(expected.skipped)
     assert expected.n_skipped() == n_maxmin
     assert main(["probes", "validate", str(out)]) == 0
-    assert capsys.readouterr().out.strip() == "babel_php.yaml: OK"
+    assert capsys.readouterr().out.strip() == f"{out.absolute()}: OK"  # messages name the full path
     assert main(["probes", "validate", str(out), "--tokenizer", str(workdir / "tok")]) == 0
     # go: only strings.Count differs from Python (len is len; sums and extrema are loops): one identifier per
     # split that has character-counting concepts; a split without any is an error

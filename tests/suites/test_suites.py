@@ -163,7 +163,7 @@ def test_malformed_yaml_names_file_and_line(tmp_path):
     report = suites.validate_suite(p)
     assert not report.ok
     msg = str(report.errors[0])
-    assert msg.startswith("bad.yaml: line ") and "malformed YAML" in msg
+    assert msg.startswith(f"{p.absolute()}: line ") and "malformed YAML" in msg  # the full path
     with pytest.raises(suites.SuiteError, match="bad.yaml"):
         suites.load_suite(p)
 
@@ -172,7 +172,7 @@ def test_unknown_slot_names_entry(tmp_path):
     p = _write(tmp_path, GOOD.replace("{{@}}(", "{{@}}({{fname}}, "))
     report = suites.validate_suite(p)
     assert ("identifiers[0].templates[0]", "unknown slot {{fname}}") in _entries(report)
-    assert "bad.yaml: identifiers[0].templates[0]: error: unknown slot {{fname}}" in report.format()
+    assert f"{p.absolute()}: identifiers[0].templates[0]: error: unknown slot {{{{fname}}}}" in report.format()
 
 
 def test_missing_and_unknown_fields(tmp_path):
@@ -293,7 +293,8 @@ def test_token_sets_first_tokens_and_collisions(suite_bpe):
 
     report = suites.validate_suite("go", tokenizer=tok)
     msgs = [str(i) for i in report.issues if "collide" in i.message]
-    assert any(m.startswith("go.yaml: identifiers[0] (=append): warning: token sets collide on 'append'")
+    go_file = suites.resolve_suite_path("go").absolute()
+    assert any(m.startswith(f"{go_file}: identifiers[0] (=append): warning: token sets collide on 'append'")
                for m in msgs), msgs
     assert report.ok  # collisions are warnings: the probe excludes the pair
 
