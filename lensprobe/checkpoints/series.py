@@ -3,18 +3,19 @@ tokenizer checks, loss-log joins, and iteration with ONE resident model (docs/ch
 from __future__ import annotations
 
 import concurrent.futures
+import fnmatch
 import math
 import os
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Literal, Sequence
 
 import torch
 
 from lensprobe.engine.adapters import load_model
 
 from .errors import ArchitectureMismatchError, CheckpointError, CheckpointWarning, TokenizerMismatchError
-from .hashing import state_dict_hash, weight_hash
+from .hashing import describe_nonfinite, nonfinite_tensors, scan_weights, state_dict_hash
 from .info import CheckpointInfo, inspect_checkpoint, read_meta
 from .loading import (architecture, diff_keys, load_first_model, load_state_dict_in_place, materialize,
                       read_state_dict, verify_lens_after_load)
@@ -123,7 +124,7 @@ class CheckpointSeries:
         return obj
 
     @classmethod
-    def from_hub(cls, repo_id: str, revisions: Sequence[str] | None = None, *,
+    def from_hub(cls, repo_id: str, revisions: Sequence[str] | str | None = None, *,
                  cache_dir: str | Path | None = None, local_files_only: bool = False,
                  token: str | bool | None = None, hash_weights: bool = True,
                  step_priority: Literal["metadata", "name"] = "metadata",
@@ -134,18 +135,20 @@ class CheckpointSeries:
         in the cache with ``local_files_only=True``) with ``huggingface_hub.snapshot_download``;
         expect the disk cost of every listed revision. Steps and tokens are parsed from the
         revision names like directory names. ``revisions=None`` lists the repository's branches
-        and keeps those named like checkpoints. A revision that fails to download is reported in
-        :attr:`broken`.
+        and keeps those named like checkpoints; a string is a glob pattern over those branches
+        (``"step*000"``; the command line's ``--hub REPO --revisions PATTERN``). A revision that
+        fails to download is reported in :attr:`broken`.
         """
         from huggingface_hub import list_repo_refs, snapshot_download
 
-        if revisions is None:
+        if revisions is None or isinstance(revisions, str):
+            pattern = revisions or "*"
             refs = list_repo_refs(repo_id, token=token)
-            revisions = [b.name for b in refs.branches if parse_checkpoint_name(b.name)]
+            revisions = [b.name for b in refs.branches
+                         if parse_checkpoint_name(b.name) and fnmatch.fnmatchcase(b.name, pattern)]
             if not revisions:
-                raise CheckpointError(f"{repo_id}: no branch is named like a checkpoint (e.g. step1000)")
-        if isinstance(revisions, str):
-            raise TypeError("revisions must be a sequence of revision names, not one string")
+                raise CheckpointError(f"{repo_id}: no branch is named like a checkpoint (e.g. step1000)"
+                                      + (f" and matches {pattern!r}" if pattern != "*" else ""))
         candidates: list[CheckpointInfo] = []
         failed: list[CheckpointInfo] = []
         for rev in revisions:
@@ -223,6 +226,17 @@ class CheckpointSeries:
         for c in good:
             if c.tokenizer_path is None:
                 c.tokenizer_path, c.tokenizer_hash, c.tokenizer_inherited = run_tok, run_hash, True
+
+    def reload_logs(self) -> None:
+        """Read ``loss.jsonl`` / ``val.jsonl`` again and re-join them (a running training appends
+        rows after a checkpoint appears); token counts taken from the loss log are updated too."""
+        for info in self._items:
+            info.train_loss, info.train_loss_smoothed = math.nan, math.nan
+            info.train_loss_by_language, info.val_loss, info.val_bpb = {}, {}, {}
+            if info.tokens_source == "loss_log":
+                info.tokens, info.tokens_source = None, None
+        self._loss_df = self._val_df = None
+        self._join_logs()
 
     def _join_logs(self) -> None:
         if self.log_dir is None:
@@ -334,7 +348,9 @@ class CheckpointSeries:
     # -- hashes, duplicates, tokenizers --------------------------------------------------------
 
     def hash_weights(self) -> list[list[CheckpointInfo]]:
-        """Compute missing weight hashes (a failure marks the checkpoint broken) and mark duplicates.
+        """Compute missing weight hashes and mark duplicates. A checkpoint whose files cannot be
+        read, or whose floating tensors hold NaN or inf values, is marked broken (the reason names
+        the tensor).
 
         Returns :meth:`duplicates`.
         """
@@ -342,9 +358,14 @@ class CheckpointSeries:
         for c in self._items:
             if c.weight_hash is None:
                 try:
-                    c.weight_hash = weight_hash(c.weight_files)
+                    scan = scan_weights(c.weight_files)
                 except (CheckpointError, OSError) as exc:
                     c.status, c.reason = "broken", str(exc)
+                    newly_broken.append(c)
+                    continue
+                c.weight_hash = scan.hash
+                if scan.nonfinite:
+                    c.status, c.reason = "broken", _nonfinite_reason(c, describe_nonfinite(scan.nonfinite, scan.sizes))
                     newly_broken.append(c)
         if newly_broken:
             self._items = [c for c in self._items if c.ok]
@@ -407,6 +428,41 @@ class CheckpointSeries:
             warnings.warn(msg, CheckpointWarning, stacklevel=2)
             return False
         raise TokenizerMismatchError(msg)
+
+    def exclude_foreign_tokenizers(self) -> list[CheckpointInfo]:
+        """Mark broken (so skip) every checkpoint whose tokenizer differs from the one most of the
+        series shares, and return them; the reason names both tokenizers.
+
+        "Differs" is what :meth:`check_tokenizers` compares: the tokenizer files' identity
+        (:func:`tokenizer_hash`), and the ``tokenizer_hash`` recorded in ``checkpoint.json``
+        against the other recorded ones. Ties go to the earliest checkpoint's tokenizer.
+        Checkpoints without tokenizer files (and no run-level tokenizer) are kept: they have no
+        tokenizer of their own to differ. Afterwards :meth:`tokenizer` loads the shared one.
+        """
+        foreign: dict[int, tuple[CheckpointInfo, str]] = {}
+        for label, key in (("its tokenizer files", lambda c: c.tokenizer_hash),
+                           ("the tokenizer_hash in its checkpoint.json", lambda c: c.meta.get("tokenizer_hash"))):
+            counts: dict[Any, int] = {}
+            for c in self._items:
+                value = key(c)
+                if value is not None:
+                    counts[value] = counts.get(value, 0) + 1
+            if len(counts) < 2:
+                continue
+            shared = max(counts, key=lambda v: counts[v])  # first-seen wins ties (dicts keep order)
+            for c in self._items:
+                value = key(c)
+                if value is not None and value != shared and id(c) not in foreign:
+                    foreign[id(c)] = (c, f"checkpoint {c.name} ({c.path}): tokenizer mismatch: {label} "
+                                         f"({str(value)[:12]}) differ from the tokenizer {counts[shared]} other "
+                                         f"checkpoint(s) of series {self.run} share ({str(shared)[:12]}); skipped "
+                                         "(pass a tokenizer, e.g. --tokenizer DIR, to use one for every checkpoint)")
+        for c, reason in foreign.values():
+            self._mark_broken(c, reason, warn=False)
+        if foreign:
+            warnings.warn(f"series {self.run}: {len(foreign)} checkpoint(s) with another tokenizer skipped: "
+                          + "; ".join(r for _, r in foreign.values()), CheckpointWarning, stacklevel=2)
+        return [c for c, _ in foreign.values()]
 
     def tokenizer(self, override: Any = None, *, required: bool = True) -> Any:
         """The series' tokenizer: the one place a tokenizer for a series is resolved.
@@ -483,7 +539,9 @@ class CheckpointSeries:
                     prefetch: bool = True, check_lens: bool | Literal["first", "every"] = "first",
                     check_tokenizers: bool = True,
                     on_arch_change: Literal["error", "rebuild"] = "error",
-                    skip_duplicates: bool = False) -> Iterator[tuple[CheckpointInfo, torch.nn.Module]]:
+                    skip_duplicates: bool = False,
+                    claim: Callable[[CheckpointInfo], bool] | None = None
+                    ) -> Iterator[tuple[CheckpointInfo, torch.nn.Module]]:
         """Yield ``(checkpoint, model)`` for every usable checkpoint with ONE resident model.
 
         The first checkpoint is loaded with :func:`lensprobe.engine.adapters.load_model` (building the
@@ -505,6 +563,11 @@ class CheckpointSeries:
         are marked broken, warned about and skipped; tensors that do not fit the model raise
         :class:`StateDictMismatchError`. ``skip_duplicates`` skips checkpoints whose weights equal
         an earlier one's. ``check_tokenizers`` runs :meth:`check_tokenizers` first.
+
+        ``claim(checkpoint)``, when given, is called in the calling thread before a checkpoint is
+        read; False skips it unread (a sweep uses it to take its work locks). With ``prefetch``
+        the next checkpoint is claimed when the current one is yielded, without it only once the
+        caller asks for the next one.
         """
         dtype = _as_dtype(dtype)
         device = str(device)
@@ -514,13 +577,16 @@ class CheckpointSeries:
                 raise ValueError(f"{name} must be a bool, got {value!r}")
         _check_choice("check_lens", check_lens, (True, False, "first", "every"))
         _check_choice("on_arch_change", on_arch_change, ("error", "rebuild"))
+        if claim is not None and not callable(claim):
+            raise ValueError(f"claim must be callable, got {claim!r}")
         return self._iter_models(dtype=dtype, device=device, prefetch=prefetch, check_lens=check_lens,
                                  check_tokenizers=check_tokenizers, on_arch_change=on_arch_change,
-                                 skip_duplicates=skip_duplicates)
+                                 skip_duplicates=skip_duplicates, claim=claim)
 
     def _iter_models(self, *, dtype: torch.dtype, device: str, prefetch: bool, check_lens: Any,
-                     check_tokenizers: bool, on_arch_change: str,
-                     skip_duplicates: bool) -> Iterator[tuple[CheckpointInfo, torch.nn.Module]]:
+                     check_tokenizers: bool, on_arch_change: str, skip_duplicates: bool,
+                     claim: Callable[[CheckpointInfo], bool] | None
+                     ) -> Iterator[tuple[CheckpointInfo, torch.nn.Module]]:
         if check_tokenizers:
             self.check_tokenizers()
         todo = [c for c in self._items if not (skip_duplicates and c.status == "duplicate")]
@@ -529,7 +595,12 @@ class CheckpointSeries:
 
         def read(info: CheckpointInfo) -> tuple[dict[str, torch.Tensor], dict[str, Any], str]:
             state = read_state_dict(info.weight_files)  # memory-mapped: nothing read yet
-            digest = info.weight_hash or state_dict_hash(state, str(info.path))
+            digest = info.weight_hash
+            if digest is None:  # not hashed yet (hash_weights=False): hash and check the values in one read
+                digest = state_dict_hash(state, str(info.path))
+                bad, sizes = nonfinite_tensors(state)
+                if bad:
+                    raise CheckpointError(_nonfinite_reason(info, describe_nonfinite(bad, sizes)))
             if prefetch:  # read the bytes now, in the background, into the model's dtype
                 state = materialize(state, dtype)
             return state, architecture(info.path), digest
@@ -539,18 +610,35 @@ class CheckpointSeries:
         pending: dict[int, concurrent.futures.Future] = {}
         model: torch.nn.Module | None = None
         resident_arch: dict[str, Any] | None = None
-        try:
-            for i, info in enumerate(todo):
-                if skip_duplicates and info.status == "duplicate":
+        def claimed(start: int) -> int | None:
+            """The first index from ``start`` on whose checkpoint is wanted and claimed."""
+            for j in range(start, len(todo)):
+                if skip_duplicates and todo[j].status == "duplicate":
                     continue
+                if claim is None or claim(todo[j]):
+                    return j
+            return None
+
+        try:
+            i = claimed(0)
+            while i is not None:
+                info = todo[i]
+                error: CheckpointError | None = None
                 try:
                     state, arch, digest = pending.pop(i).result() if i in pending else read(info)
                 except CheckpointError as exc:
-                    self._mark_broken(info, str(exc))
+                    error = exc
+                # the next checkpoint: with prefetch claimed and read now, in the background;
+                # without, claimed only when the caller asks for it (after working on this one)
+                nxt: int | None = -1
+                if executor is not None:
+                    nxt = claimed(i + 1)
+                    if nxt is not None:
+                        pending[nxt] = executor.submit(read, todo[nxt])
+                if error is not None:
+                    self._mark_broken(info, str(error))
+                    i = nxt if nxt != -1 else claimed(i + 1)
                     continue
-                finally:
-                    if executor is not None and i + 1 < len(todo):
-                        pending[i + 1] = executor.submit(read, todo[i + 1])
                 if info.weight_hash is None:
                     info.weight_hash = digest
                     first = seen_hashes.get(digest)
@@ -559,6 +647,7 @@ class CheckpointSeries:
                         warnings.warn(f"series {self.run}: {info.name} has the same weights as "
                                       f"{first.name}", CheckpointWarning, stacklevel=2)
                         if skip_duplicates:
+                            i = nxt if nxt != -1 else claimed(i + 1)
                             continue
                     else:
                         seen_hashes[digest] = info
@@ -586,19 +675,25 @@ class CheckpointSeries:
                     if check_lens == "every":
                         verify_lens_after_load(model, where)
                 yield info, model
+                i = nxt if nxt != -1 else claimed(i + 1)
         finally:
             for fut in pending.values():
                 fut.cancel()
             if executor is not None:
                 executor.shutdown(wait=True)
 
-    def _mark_broken(self, info: CheckpointInfo, reason: str) -> None:
+    def _mark_broken(self, info: CheckpointInfo, reason: str, *, warn: bool = True) -> None:
         info.status, info.reason = "broken", reason
         self._items = [c for c in self._items if c is not info]
-        if info not in self._all:
+        if not any(c is info for c in self._all):
             self._all.append(info)
-        warnings.warn(f"series {self.run}: skipping broken checkpoint: {reason}", CheckpointWarning,
-                      stacklevel=3)
+        if warn:
+            warnings.warn(f"series {self.run}: skipping broken checkpoint: {reason}", CheckpointWarning,
+                          stacklevel=3)
+
+
+def _nonfinite_reason(info: CheckpointInfo, what: str) -> str:
+    return f"checkpoint {info.name} ({info.path}): non-finite weights: {what}"
 
 
 # ----------------------------------------------------------------------------------------------

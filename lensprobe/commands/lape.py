@@ -3,6 +3,8 @@
     lensprobe lape runs/continual-php --languages python php --tokens data/tokens --out lape.parquet
     lensprobe lape runs/r --languages python php --input python=src/py --input php=suite \\
         --tokens-per-language 200000 --out lape.csv --masks-dir lape-masks
+    lensprobe lape --hub EleutherAI/pythia-70m --revisions "step*000" --languages python php \\
+        --input python=src/py --input php=php.jsonl --out lape.parquet
 
 A sweep with the LAPE probe (:func:`lensprobe.probes.lape.lape_over_series`): every checkpoint's
 rows go to ``<out>.sweep/results/`` as it finishes, so a re-run skips the checkpoints already done
@@ -15,6 +17,8 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Any
+
+from lensprobe.commands.common import UsageError, add_hub_arguments, add_quiet, check_tokenizer_path, open_series
 
 SUMMARY_METRICS = ("n_neurons", "n_exclusive", "null_n_neurons", "null_n_exclusive")
 
@@ -50,23 +54,20 @@ def _parse_inputs(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".csv"):
-        return _error(f"--out must end in .parquet or .csv, got {args.out}")
-    path = Path(args.run).expanduser()
-    if not path.exists():
-        return _error(f"model or run directory {args.run} does not exist")
+        return _error(f"--out must end in .parquet or .csv, got {out.absolute()}")
     try:
         source = _parse_inputs(args)
-    except ValueError as exc:
+        tokenizer = check_tokenizer_path(args.tokenizer)
+        series = open_series(args, positional=args.run)
+    except (ValueError, UsageError) as exc:
         return _error(str(exc))
 
-    from lensprobe.checkpoints import CheckpointError, CheckpointSeries
+    from tqdm.auto import tqdm
+
+    from lensprobe.checkpoints import CheckpointError
     from lensprobe.lape import InputError
     from lensprobe.probes.lape import lape_over_series
 
-    try:
-        series = CheckpointSeries(path)
-    except (CheckpointError, ValueError, FileNotFoundError) as exc:
-        return _error(f"{path}: {exc}")
     sweep_dir = out.with_name(out.name + ".sweep")
     computed: list[str] = []
 
@@ -85,29 +86,35 @@ def run(args: argparse.Namespace) -> int:
             atomic_write_bytes(Path(args.masks_dir) / f"{info.name}.npz", buf.getvalue())
         summary = rows[rows["layer"].isna() & rows["metric"].isin(SUMMARY_METRICS) & rows["language"].notna()]
         table = summary.pivot_table(index="language", columns="metric", values="value", sort=False)
-        print(f"[{info.name}] step {info.step}:\n" + table.to_string(float_format=lambda v: f"{v:.1f}"))
+        tqdm.write(f"[{info.name}] step {info.step}:\n" + table.to_string(float_format=lambda v: f"{v:.1f}"),
+                   file=sys.stdout)  # beside the bar on stderr, without breaking it
 
     try:
         df = lape_over_series(series, source, languages=args.languages, tokens_per_language=args.tokens_per_language,
-                              tokenizer=args.tokenizer, seq_len=args.seq_len, split=args.split,
+                              tokenizer=tokenizer, seq_len=args.seq_len, split=args.split,
                               batch_size=args.batch_size, n_groups=args.groups, top_rate=args.top_rate,
                               filter_rate=args.filter_rate, activation_bar_ratio=args.activation_bar_ratio,
                               null_permutations=args.null_permutations, null_seed=args.seed,
                               reference=None if args.no_reference else "first", device=args.device,
-                              out_dir=sweep_dir, on_checkpoint=on_checkpoint)
+                              out_dir=sweep_dir, on_checkpoint=on_checkpoint, progress=not args.quiet)
     except (InputError, CheckpointError) as exc:
         return _error(str(exc))
     if not computed:
         print(f"all {len(series)} checkpoint(s) already in {sweep_dir}")
     _write_table(df, out)
     print(f"wrote {len(df)} rows to {out}")
-    return 0
+    from lensprobe.commands.sweep import print_problems, skipped_checkpoints
+
+    problems = skipped_checkpoints(series)  # the good checkpoints' rows are written all the same
+    print_problems(problems, "lape")
+    return 1 if problems else 0
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("lape", help="language-specific neurons (LAPE) over a checkpoint series",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run", help="run directory of checkpoints (or one model directory)")
+    p.add_argument("run", nargs="?", default=None, help="run directory of checkpoints (or one model directory; "
+                                                          "or --hub REPO)")
     p.add_argument("--languages", nargs="+", required=True, help="languages, e.g. python php")
     p.add_argument("--tokens", help="pretrain token-store directory (manifest.json) holding every language")
     p.add_argument("--input", action="append", default=[], metavar="LANG=SOURCE",
@@ -129,4 +136,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, ... (default: where the model loads)")
     p.add_argument("--out", required=True, help="output table (.parquet or .csv)")
     p.add_argument("--masks-dir", help="also save each checkpoint's masks and probabilities as <checkpoint>.npz")
+    add_quiet(p)
+    add_hub_arguments(p)
     p.set_defaults(func=run)

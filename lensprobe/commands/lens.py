@@ -2,6 +2,8 @@
 
     lensprobe lens MODEL_OR_RUN_DIR --suite php --out table.parquet
     lensprobe lens runs/continual-php --suite php --out wl.csv --exclude-last 1 --prompts generated all
+    lensprobe lens runs/continual-php --suite php --suite go --out wl.parquet      # several suites, one pass
+    lensprobe lens --hub EleutherAI/pythia-70m --revisions step1000,step143000 --suite php --out wl.parquet
 
 Shares count only prompts on which the model generates the target identifier (the paper's rule);
 ``--prompts all`` gives the unfiltered shares instead (metrics ``*_all_prompts``), ``--prompts
@@ -14,6 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lensprobe.commands.common import UsageError, add_hub_arguments, add_quiet, check_tokenizer_path, open_series
+
 
 def _write_table(df: Any, out: Path) -> None:
     from lensprobe.files import atomic_write_table
@@ -22,16 +26,18 @@ def _write_table(df: Any, out: Path) -> None:
 
 
 def _print_summary(df: Any, prompts: list[str]) -> None:
-    """Per step: final accuracy and the suite-level Eq.1 Python share of each prompt set, each
-    share beside the number of prompts it rests on."""
+    """Per step (and suite language, when several): final accuracy and the suite-level Eq.1 Python
+    share of each prompt set, each share beside the number of prompts it rests on."""
     import pandas as pd
 
     from lensprobe.probes.working_language import metric_name
 
     suite_rows = df[df["identifier"].isna() & df["layer"].isna()]
+    several = suite_rows["language"].nunique() > 1
+    index = ["language", "step"] if several else "step"
     columns = {}
     for metric in ["final_accuracy"] + [metric_name("eq1_python_share", p) for p in prompts]:
-        sel = suite_rows[suite_rows["metric"] == metric].set_index("step")
+        sel = suite_rows[suite_rows["metric"] == metric].set_index(index)
         columns[metric] = sel["value"]
         if metric != "final_accuracy":
             columns[f"n ({metric})"] = sel["n"]
@@ -39,33 +45,75 @@ def _print_summary(df: Any, prompts: list[str]) -> None:
         print(pd.DataFrame(columns).to_string())
 
 
+def _steps_text(labels: list[str]) -> str:
+    return ", ".join(labels[:8]) + (f" and {len(labels) - 8} more" if len(labels) > 8 else "")
+
+
+def nan_share_warnings(df: Any, prompts: list[str]) -> list[str]:
+    """One warning per suite and prompt set whose suite-level Eq.1 share is NaN at some checkpoint,
+    saying why (the probe's two cases, docs/suites.md): no prompt kept (``n`` = 0: the model
+    generates the target identifier on none of the prompts) or no counted top-1 token
+    (``eq1_counted`` = 0: no intermediate top-1 token falls in either identifier set)."""
+    from lensprobe.probes.working_language import metric_name
+
+    out = []
+    suite_rows = df[df["identifier"].isna() & df["layer"].isna()]
+    for language, rows in suite_rows.groupby("language", sort=False):
+        n_ckpt = rows["checkpoint"].nunique()
+        for p in prompts:
+            share = rows[rows["metric"] == metric_name("eq1_python_share", p)]
+            counted = rows[rows["metric"] == metric_name("eq1_counted", p)].set_index("checkpoint")["value"]
+            nan = share[share["value"].isna()]
+            if nan.empty:
+                continue
+            label = {c: (f"step {int(st)}" if st == st and st is not None else str(c))
+                     for c, st in zip(share["checkpoint"], share["step"])}
+            none_kept = [label[c] for c, n in zip(nan["checkpoint"], nan["n"]) if n == 0]
+            uncounted = [label[c] for c, n in zip(nan["checkpoint"], nan["n"])
+                         if n > 0 and counted.get(c, 0) == 0]
+            reasons = []
+            if none_kept:
+                reasons.append(f"no prompt kept at {_steps_text(none_kept)} (n=0: the model's final layer ranks a "
+                               "target-identifier token first on none of the prompts)" if p == "generated" else
+                               f"no prompt at {_steps_text(none_kept)} (n=0)")
+            if uncounted:
+                reasons.append(f"no counted top-1 token at {_steps_text(uncounted)} ("
+                               f"{metric_name('eq1_counted', p)}=0: at the layers Eq.1 reads, no top-1 token of the "
+                               "prompts is in the target or the Python set)")
+            where = "" if p == "generated" else " (all prompts)"
+            out.append(f"warning: {language}{where}: the Eq.1 shares are NaN at {len(nan)} of {n_ckpt} "
+                       f"checkpoint(s): {'; '.join(reasons)}. Read final_accuracy and the probability-mass share "
+                       "beside them; see docs/suites.md, 'Which prompts count'")
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".parquet", ".csv"):
-        print(f"error: --out must end in .parquet or .csv, got {args.out}", file=sys.stderr)
+        print(f"error: --out must end in .parquet or .csv, got {out.absolute()}", file=sys.stderr)
         return 2
     from lensprobe.suites import SuiteError, load_suite
 
+    suites = []
     try:
-        suite = load_suite(args.suite, search_path=args.suites_dir)
+        for name in dict.fromkeys(args.suite):
+            suites.append(load_suite(name, search_path=args.suites_dir))
     except SuiteError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (KeyError, FileNotFoundError) as exc:
         print(f"error: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
-    path = Path(args.model).expanduser()
-    if not path.exists():
-        print(f"error: model or run directory {args.model} does not exist", file=sys.stderr)
+    try:
+        tokenizer = check_tokenizer_path(args.tokenizer)
+        series = open_series(args, positional=args.model)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
-    from lensprobe.checkpoints import CheckpointError, CheckpointSeries
+    path = series.run_dir.absolute() if series.run_dir is not None else series.run
+    from lensprobe.checkpoints import CheckpointError
     from lensprobe.probes.working_language import working_language
 
-    try:
-        series = CheckpointSeries(path)
-    except (CheckpointError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {path}: {exc}", file=sys.stderr)
-        return 2
     if args.every or args.steps:
         try:
             series = series.select(steps=args.steps, every=args.every)
@@ -73,27 +121,37 @@ def run(args: argparse.Namespace) -> int:
             print(f"error: {path}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
             return 2
     try:
-        if args.identifier:
-            suite.render(limit=1, identifiers=args.identifier)  # unknown ids fail before any model loads
-        df = working_language(series, suite, tokenizer=args.tokenizer, seed=args.seed, limit=args.limit,
-                              identifiers=args.identifier,
+        if args.identifier and len(suites) == 1:
+            suites[0].render(limit=1, identifiers=args.identifier)  # unknown ids fail before any model loads
+        df = working_language(series, suites if len(suites) > 1 else suites[0], tokenizer=tokenizer, seed=args.seed,
+                              limit=args.limit, identifiers=args.identifier,
                               exclude_last=args.exclude_last, prompts=args.prompts,
-                              batch_size=args.batch_size, add_bos=args.bos, device=args.device)
+                              batch_size=args.batch_size, add_bos=args.bos, device=args.device,
+                              progress=not args.quiet)
     except (KeyError, ValueError, CheckpointError) as exc:
         print(f"error: {path}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     _write_table(df, out)
     _print_summary(df, args.prompts)
+    for line in nan_share_warnings(df, args.prompts):
+        print(line, file=sys.stderr)
     print(f"wrote {len(df)} rows to {out}")
-    return 0
+    from lensprobe.commands.sweep import print_problems, skipped_checkpoints
+
+    problems = skipped_checkpoints(series)  # the good checkpoints' rows are written all the same
+    print_problems(problems, "lens")
+    return 1 if problems else 0
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("lens", help="run the working-language probe on a model or checkpoint series",
                               description="Logit-lens working-language probe (Babel Tower Eq.1) over an identifier "
                                           "suite, for one checkpoint directory or every checkpoint of a run.")
-    p.add_argument("model", metavar="MODEL_OR_RUN_DIR", help="an HF checkpoint directory or a run directory")
-    p.add_argument("--suite", required=True, help="suite name (php, csharp, go, cpp, ...) or YAML path")
+    p.add_argument("model", metavar="MODEL_OR_RUN_DIR", nargs="?", default=None,
+                   help="an HF checkpoint directory or a run directory (or --hub REPO)")
+    p.add_argument("--suite", required=True, action="append",
+                   help="suite name (php, csharp, go, cpp, ...) or YAML path; repeat for several suites (one pass "
+                        "over the checkpoints, one suite per language)")
     p.add_argument("--out", required=True, help="output table: .parquet or .csv")
     p.add_argument("--seed", type=int, default=0, help="suite rendering seed")
     p.add_argument("--limit", type=int, default=None, help="prompts per identifier (default: the suite's n_prompts)")
@@ -112,4 +170,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--every", type=int, default=None, help="only steps that are multiples of N")
     p.add_argument("--suites-dir", action="append", default=None, metavar="DIR",
                    help="extra directory of suite YAML files (repeatable)")
+    add_quiet(p)
+    add_hub_arguments(p)
     p.set_defaults(func=run)

@@ -21,6 +21,7 @@ n_exclusive / n_shared None        neurons assigned to exactly one / >= 2 langua
 prob_gap_mean / _max   None        max - min probability across languages, selected neurons
 filter_threshold       None        tau (the 95th-percentile probability)
 null_<metric>          as above    mean over shuffled-label permutations
+null_n_neurons_lo/_hi  lang        least / most neurons of the language over the permutations
 jaccard_vs_reference   lang / "*"  overlap with a reference selection (e.g. step 0)
 split_half_jaccard     lang / "*"  overlap of selections on two halves of the groups
 =====================  ==========  =====================================================
@@ -269,6 +270,11 @@ def _null_rows(null: NullResult, total: int) -> list[dict[str, Any]]:
     for rec in lc.itertuples(index=False):
         rows.append(_row(rec.language, None, "null_n_neurons", rec.n_neurons, n))
         rows.append(_row(rec.language, None, "null_n_exclusive", rec.n_exclusive, n))
+    # the permutations' range: the null band the figures and the report compare counts with
+    per_perm = pd.concat([r.language_counts() for r in null.results], ignore_index=True)
+    for lang, g in per_perm.groupby("language", sort=False):
+        rows.append(_row(lang, None, "null_n_neurons_lo", g["n_neurons"].min(), n))
+        rows.append(_row(lang, None, "null_n_neurons_hi", g["n_neurons"].max(), n))
     for rec in null.mean_counts().itertuples(index=False):
         rows.append(_row(rec.language, rec.layer, "null_n_neurons", rec.n_neurons, n))
     summary = null.summary().drop(columns=["permutation", "activation_bar"]).mean()
@@ -285,8 +291,8 @@ def lape_over_series(series: CheckpointSeries | str | os.PathLike, inputs: Any, 
                      filter_rate: float = 0.95, activation_bar_ratio: float = 0.95, null_permutations: int = 8,
                      null_seed: int = 0, split_half: bool = True, reference: str | LapeResult | None = "first",
                      device: str | torch.device | None = None, out_dir: str | Path | None = None,
-                     on_checkpoint: Callable[[CheckpointInfo, LapeResult, pd.DataFrame], None] | None = None
-                     ) -> pd.DataFrame:
+                     on_checkpoint: Callable[[CheckpointInfo, LapeResult, pd.DataFrame], None] | None = None,
+                     progress: bool = False) -> pd.DataFrame:
     """:class:`LapeProbe` on every checkpoint of ``series`` (a :class:`CheckpointSeries` or a run
     directory): the table of :data:`lensprobe.table.SWEEP_COLUMNS` (LAPE rows only).
 
@@ -297,12 +303,14 @@ def lape_over_series(series: CheckpointSeries | str | os.PathLike, inputs: Any, 
     alone, then the rest with its selection as the reference (a resumed sweep recomputes the
     first checkpoint in memory when it was already done). Pass a :class:`LapeResult` to fix the
     reference, None for none. ``on_checkpoint(info, result, rows)`` is called after each computed
-    checkpoint (e.g. to save its masks).
+    checkpoint (e.g. to save its masks). ``progress``: the sweep's bar over the checkpoints (stderr).
     """
     if reference not in (None, "first") and not isinstance(reference, LapeResult):
         raise ValueError(f"reference must be 'first', None or a LapeResult, got {reference!r}")
     if not isinstance(series, CheckpointSeries):
         series = CheckpointSeries(series)
+    if tokenizer is None:  # the series' own: checkpoints with another tokenizer are skipped (series.broken)
+        series.exclude_foreign_tokenizers()
     tokenizer = series.tokenizer(tokenizer, required=False)
     probe = LapeProbe(inputs, languages=languages, tokenizer=tokenizer, tokens_per_language=tokens_per_language,
                       seq_len=seq_len, split=split, batch_size=batch_size, n_groups=n_groups,
@@ -316,7 +324,7 @@ def lape_over_series(series: CheckpointSeries | str | os.PathLike, inputs: Any, 
             on_checkpoint(info, probe.result, rows)
 
     sweep = dict(tokenizer=tokenizer, device=device or "cpu", rank=0, world_size=1, fail_fast=True,
-                 log_rows=False, progress=False, log=None)
+                 log_rows=False, progress=progress, log=None)
     parts = [series]
     if reference == "first" and len(series) > 1:
         parts = [series[:1], series[1:]]

@@ -31,6 +31,7 @@ import pandas as pd
 import torch
 
 from lensprobe.checkpoints import CheckpointSeries
+from lensprobe.engine.adapters.registry import text_config
 from lensprobe.engine.hooks import block_hook_points, point_layer
 from lensprobe.engine.lens import readout
 from lensprobe.engine.protocol import Batch, Probe
@@ -38,7 +39,7 @@ from lensprobe.probes.registry import register_probe
 from lensprobe.suites import Suite, SuiteItem, TokenSets, encode_text, load_suite
 from lensprobe.sweep import probe_model, run_sweep
 
-__all__ = ["WorkingLanguageProbe", "working_language", "default_exclude_last", "metric_name", "METRICS",
+__all__ = ["WorkingLanguageProbe", "working_language", "default_exclude_last", "context_length", "metric_name", "METRICS",
            "PROMPT_METRICS", "OTHER_METRICS", "PROMPTS", "ALL_PROMPTS_SUFFIX", "GROUP_SUFFIX", "TARGET", "PYTHON",
            "OTHER"]
 
@@ -134,6 +135,19 @@ def default_exclude_last(n_layers: int) -> int:
     return min(5, max(1, (n_layers - 1) // 2))
 
 
+def context_length(config: Any) -> int | None:
+    """The longest input a model was built for (``n_positions`` / ``max_position_embeddings`` of its
+    text config), or None when the config names none."""
+    if config is None:
+        return None
+    text = text_config(config)
+    for name in ("n_positions", "max_position_embeddings"):
+        value = getattr(text, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 @dataclass
 class _ItemRecord:
     """Per prompt, per layer (index layer-1): top-1 class and both set log-masses."""
@@ -195,6 +209,7 @@ class WorkingLanguageProbe(Probe):
         self.token_sets: dict[str, TokenSets] | None = None
         self._adapter: Any = None
         self._n_layers: int | None = None
+        self._context: int | None = None
         self._records: dict[int, _ItemRecord] = {}
         self._seen_sets: dict[str, TokenSets] = {}
         self._seen_excluded: tuple[str, ...] | None = None
@@ -212,6 +227,7 @@ class WorkingLanguageProbe(Probe):
     def start(self, model: torch.nn.Module, adapter: Any) -> None:
         self._adapter = adapter
         self._n_layers = int(adapter.n_layers)
+        self._context = context_length(getattr(adapter, "config", None) or getattr(model, "config", None))
         self._records = {}
         self._seen_sets = {}
         self._seen_excluded = None
@@ -254,6 +270,7 @@ class WorkingLanguageProbe(Probe):
         pad = int(pad) if pad is not None else 0
         rows = [(k, self.encode_prompt(tokenizer, it.prompt)) for k, it in enumerate(self.items)
                 if it.identifier in included]
+        self._check_context(rows)
         excluded = tuple(i for i in self._ordered_ids() if i not in included)
         for start in range(0, len(rows), self.batch_size):
             chunk = rows[start:start + self.batch_size]
@@ -273,6 +290,26 @@ class WorkingLanguageProbe(Probe):
                 meta.append({"item": k, "identifier": ident, "target": tuple(sorted(ts.target)),
                              "reference": tuple(sorted(ts.reference)), "excluded": excluded})
             yield Batch(input_ids, mask, meta)
+
+    def _check_context(self, rows: list[tuple[int, list[int]]]) -> None:
+        """Refuse prompts longer than the model's context, before any forward pass: positions past
+        it do not exist in a learned position table (an opaque ``IndexError``) and were never
+        trained with rotary ones. Cutting the prompt instead would change what is measured."""
+        if self._context is None:
+            return
+        too_long = [(k, len(ids)) for k, ids in rows if len(ids) > self._context]
+        if not too_long:
+            return
+        k, n = max(too_long, key=lambda kn: kn[1])
+        it = self.items[k]
+        where = f"suite {self.suite.name!r}" + (f" ({self.suite.path})" if self.suite.path else "")
+        idents = sorted({self.items[j].identifier for j, _ in too_long})
+        raise ValueError(
+            f"{where}: {len(too_long)} prompt(s) are longer than the model's context of {self._context} tokens; "
+            f"the longest: identifier {it.identifier!r}, prompt #{it.index} (template {it.template_id!r}) has {n} "
+            f"tokens{' with BOS' if self.add_bos else ''}. Identifiers concerned: {', '.join(idents)}. Use a model "
+            "with a longer context, shorten those templates, or leave the identifiers out (identifiers= / "
+            "--identifier); prompts are never cut (docs/suites.md)")
 
     def on_activation(self, point: str, output: torch.Tensor, batch: Batch) -> None:
         layer = point_layer(point)
@@ -424,27 +461,58 @@ class WorkingLanguageProbe(Probe):
 
 
 # --------------------------------------------------------------------------- convenience
-def working_language(model_or_series: Any, suite: Suite | str, *, tokenizer: Any = None, seed: int = 0,
-                     limit: int | None = None, identifiers: Sequence[str] | None = None, exclude_last: int | None = None,
+def working_language(model_or_series: Any, suite: Suite | str | os.PathLike | Sequence[Suite | str | os.PathLike], *,
+                     tokenizer: Any = None, seed: int = 0, limit: int | None = None,
+                     identifiers: Sequence[str] | None = None, exclude_last: int | None = None,
                      prompts: str | Sequence[str] = "generated", batch_size: int = 16, add_bos: bool = False,
-                     device: str | torch.device | None = None) -> pd.DataFrame:
+                     device: str | torch.device | None = None, progress: bool = False) -> pd.DataFrame:
     """Run :class:`WorkingLanguageProbe` on every checkpoint of a series (a
     :class:`~lensprobe.checkpoints.CheckpointSeries` or a run directory) or on one model.
 
     A thin call of :func:`lensprobe.sweep.run_sweep` in memory (one model:
     :func:`lensprobe.sweep.probe_model`, whose ``checkpoint`` column is the model's
     ``name_or_path``): the table of :data:`lensprobe.table.SWEEP_COLUMNS`, the probe's rows only.
+    ``suite``: a suite, name or path, or a list of them: one probe per suite in the same pass over
+    the checkpoints (their rows differ by ``language``, so two suites of one language are refused;
+    ``identifiers`` then picks from every suite and each suite must have one of them).
     ``tokenizer``: an object or a path; default the series' tokenizer (a
     :class:`~lensprobe.engine.adapters.LoadedModel`'s own); a plain model needs one.
     ``prompts`` as in :class:`WorkingLanguageProbe`: the paper's rule (``"generated"``) by default.
+    ``progress``: the sweep's bar over the checkpoints (stderr; a series only).
     """
-    probe = WorkingLanguageProbe(suite, seed=seed, limit=limit, identifiers=identifiers, exclude_last=exclude_last,
-                                 prompts=prompts, batch_size=batch_size, add_bos=add_bos)
+    several = not isinstance(suite, (Suite, str, os.PathLike))
+    suites = [load_suite(s) for s in suite] if several else [load_suite(suite)]
+    if not suites:
+        raise ValueError("suite: give at least one suite")
+    by_language: dict[str, list[str]] = {}
+    for s in suites:
+        by_language.setdefault(s.language, []).append(s.path or s.name)
+    same = {lang: names for lang, names in by_language.items() if len(names) > 1}
+    if same:
+        raise ValueError(f"suites of the same language would write the same rows: {same}; run them separately")
+    chosen: list[Sequence[str] | None] = [identifiers] * len(suites)
+    if identifiers is not None and several:
+        wanted = list(identifiers)
+        ids = [{spec.id for spec in s.identifiers} for s in suites]
+        unknown = [i for i in wanted if not any(i in known for known in ids)]
+        if unknown:
+            raise KeyError(f"identifiers {unknown} are in none of the suites "
+                           f"{', '.join(s.name for s in suites)}")
+        chosen = [[i for i in wanted if i in known] for known in ids]
+        empty = [s.name for s, c in zip(suites, chosen) if not c]
+        if empty:
+            raise ValueError(f"suite(s) {', '.join(empty)} have none of the identifiers {wanted}; give identifiers "
+                             "of every suite or run the suites separately")
+    probes = [WorkingLanguageProbe(s, seed=seed, limit=limit, identifiers=c, exclude_last=exclude_last,
+                                   prompts=prompts, batch_size=batch_size, add_bos=add_bos)
+              for s, c in zip(suites, chosen)]
     if isinstance(model_or_series, (CheckpointSeries, str, os.PathLike)):
         series = model_or_series if isinstance(model_or_series, CheckpointSeries) else CheckpointSeries(model_or_series)
-        return run_sweep(series, [probe], tokenizer=series.tokenizer(tokenizer), device=device or "cpu",
-                         fail_fast=True, log_rows=False, progress=False, log=None).to_dataframe()
+        if tokenizer is None:  # the series' own: checkpoints with another tokenizer are skipped (series.broken)
+            series.exclude_foreign_tokenizers()
+        return run_sweep(series, probes, tokenizer=series.tokenizer(tokenizer), device=device or "cpu",
+                         fail_fast=True, log_rows=False, progress=progress, log=None).to_dataframe()
     if tokenizer is None and getattr(model_or_series, "tokenizer", None) is None:
         raise ValueError("working_language on a single model needs tokenizer=...")
     name = getattr(getattr(model_or_series, "config", None), "name_or_path", None) or None
-    return probe_model(model_or_series, [probe], tokenizer=tokenizer, device=device, checkpoint=name)
+    return probe_model(model_or_series, probes, tokenizer=tokenizer, device=device, checkpoint=name)

@@ -184,7 +184,8 @@ def test_to_dataframe_is_tidy_and_faithful(model_factory):
     model = model_factory("gpt2")
     res = logit_lens(model, random_ids(2, 5), token_ids=[3, 4], token_sets=[[5, 6]], top_k=2)
     df = res.to_dataframe()
-    assert list(df.columns) == ["row", "layer", "metric", "index", "token_id", "value"]
+    assert list(df.columns) == ["row", "layer", "metric", "index", "token_id", "token", "value"]
+    assert df["token"].isna().all()  # no tokenizer was given: nothing to decode with
     # entropy (1) + token logprob (2) + rank (2) + set (1) + top (2) per (row, layer)
     assert len(df) == 2 * 3 * 8
     ent = df[df.metric == "entropy"].set_index(["row", "layer"])["value"]
