@@ -43,6 +43,7 @@ from lensprobe.babel.splits import SPLITS, BabelSplits
 from lensprobe.evaluate.assembly import Program
 from lensprobe.evaluate.runners import Executor, missing_tools
 from lensprobe.evaluate.sandbox import Sandbox
+from lensprobe.progress import progress_bar
 from pretrain.programs.pipeline import Concept
 
 METRICS = ("line_acc", "exact_match", "pass@1")
@@ -165,13 +166,18 @@ def _ended(language: str, text: str) -> bool:
 
 @torch.inference_mode()
 def greedy_complete(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[str], *, max_new_tokens: int,
-                    batch_size: int = 32, language: str | None = None, check_every: int = 8) -> list[str]:
+                    batch_size: int = 32, language: str | None = None, check_every: int = 8,
+                    on_batch: Callable[[int], None] | None = None) -> list[str]:
     """Greedy completions, decoded to text.
 
     A lean loop (left padding, position ids from the mask, KV cache) instead of ``generate``: on
     tiny models the latter's per-step overhead dominates. With ``language`` set, a batch stops
     early once every row has passed the end of its function body (checked every ``check_every``
-    tokens); the text after the end is cut by :func:`extract_body` anyway.
+    tokens); the text after the end is cut by :func:`extract_body` anyway. ``on_batch(n)`` is
+    called after each batch of ``n`` prompts (progress).
+
+    The KV cache is passed as ``cache=`` (transformers 5 renamed ``past_key_values``; the old name
+    warns once per call) and built with the model's config, so sliding-window layers get theirs.
     """
     from transformers import DynamicCache
 
@@ -188,10 +194,10 @@ def greedy_complete(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[st
             mask[r, width - len(e):] = 1
         ids, mask = ids.to(device), mask.to(device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        cache = DynamicCache()
+        cache = DynamicCache(config=model.config)
         step_ids, generated = ids, []
         for t in range(max_new_tokens):
-            logits = model(input_ids=step_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
+            logits = model(input_ids=step_ids, attention_mask=mask, position_ids=positions, cache=cache,
                            use_cache=True).logits[:, -1]
             nxt = logits.argmax(-1, keepdim=True)
             generated.append(nxt)
@@ -204,6 +210,8 @@ def greedy_complete(model: torch.nn.Module, tokenizer: Any, prompts: Sequence[st
                     break
         rows = torch.cat(generated, 1).tolist() if generated else [[] for _ in enc]
         out.extend(tokenizer.batch_decode(rows, skip_special_tokens=True))
+        if on_batch is not None:
+            on_batch(len(enc))
     return out
 
 
@@ -322,23 +330,29 @@ def evaluate_babel(model: torch.nn.Module, tokenizer: Any, splits: BabelSplits, 
                    languages: Sequence[str] = ("python", "php"), split_names: Sequence[str] = SPLITS,
                    target: str | None = None, execute: bool = True, batch_size: int = 32,
                    max_new_tokens: int | None = None, n_boot: int = 1000, seed: int = 0,
-                   executor: Any = None, limit: int | None = None) -> BabelEvaluation:
-    """Greedy body completion for every item; line accuracy, exact match and (optionally) pass@1."""
+                   executor: Any = None, limit: int | None = None, progress: bool = False) -> BabelEvaluation:
+    """Greedy body completion for every item; line accuracy, exact match and (optionally) pass@1.
+
+    ``progress``: a bar on stderr over the items completed (the sandboxed runs follow).
+    """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     items = babel_items(splits, languages=languages, split_names=split_names, target=target, limit=limit)
     if not items:
         raise ValueError("no Babel items for the given splits and languages")
     completions: list[str] = [""] * len(items)
+    bar = progress_bar(total=len(items), desc="babel: complete", unit="item", enabled=progress)
     for language in languages:
         idx = [i for i, it in enumerate(items) if it.language == language]
         ref_tokens = max(len(tokenizer("\n".join(items[i].reference) + "\n}\n", add_special_tokens=False)["input_ids"])
                          for i in idx)
         limit = max_new_tokens or int(ref_tokens * 1.25) + 8
         texts = greedy_complete(model, tokenizer, [items[i].prompt for i in idx], max_new_tokens=limit,
-                                batch_size=batch_size, language=language)
+                                batch_size=batch_size, language=language,
+                                **({"on_batch": bar.update} if progress else {}))
         for i, t in zip(idx, texts):
             completions[i] = t
+    bar.close()
     passed = execute_items(items, completions, executor=executor) if execute else [None] * len(items)
     bodies = [extract_body(it.language, comp) for it, comp in zip(items, completions)]
     prior = [float("nan")] * len(items)

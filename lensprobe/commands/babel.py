@@ -12,12 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lensprobe.commands.common import UsageError, add_quiet, check_tokenizer_path
+
 #: columns of the table ``lensprobe babel eval`` writes
 EVAL_COLUMNS = ["run", "checkpoint", "step", "tokens", "split", "language", "metric", "value", "lo", "hi", "n"]
 
 
-class _UsageError(Exception):
-    """Bad input: printed as ``error: ...`` with exit code 2."""
+_UsageError = UsageError  # bad input: printed as ``error: ...`` with exit code 2
 
 
 def _list_arg(text: str | None, field: str, allowed: tuple[str, ...]) -> list[str] | None:
@@ -197,18 +198,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             raise _UsageError(f"{field}: must be >= {low}, got {value}")
     path = Path(args.model).expanduser()
     if not path.exists():
-        raise _UsageError(f"checkpoint or run directory {args.model} does not exist")
+        raise _UsageError(f"checkpoint or run directory {path.absolute()} does not exist")
     tokenizer = None
-    if args.tokenizer:
-        tok_dir = Path(args.tokenizer).expanduser()
-        if not tok_dir.is_dir():
-            raise _UsageError(f"--tokenizer: {args.tokenizer} is not a tokenizer directory")
-        from transformers import AutoTokenizer
+    tok_path = check_tokenizer_path(args.tokenizer)
+    if tok_path is not None:
+        from lensprobe.checkpoints import CheckpointError, load_tokenizer_from
 
         try:
-            tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))
-        except Exception as exc:  # noqa: BLE001
-            raise _UsageError(f"--tokenizer: cannot load {args.tokenizer}: {exc}") from None
+            tokenizer = load_tokenizer_from(tok_path)
+        except CheckpointError as exc:
+            raise _UsageError(f"--tokenizer: {exc}") from None
     execute = not args.no_execute
     if (path / "config.json").is_file():
         import pandas as pd
@@ -225,7 +224,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
             raise _UsageError(f"{path}: the checkpoint has no tokenizer; pass --tokenizer")
         ev = evaluate_babel(loaded.model, tok, splits, languages=languages, split_names=names, target=target,
                             execute=execute, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                            n_boot=args.n_boot, seed=args.seed)
+                            n_boot=args.n_boot, seed=args.seed, progress=not args.quiet)
         summary = ev.summary()
         for k, v in reversed(list(_checkpoint_stamp(path).items())):
             summary.insert(0, k, v)
@@ -237,6 +236,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     else:
         from lensprobe.probes.babel import BabelProbe
         from lensprobe.checkpoints import CheckpointError, CheckpointSeries
+        from lensprobe.progress import say
         from lensprobe.sweep import read_sweep, run_sweep
 
         if items_out is not None:
@@ -255,8 +255,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
                       batch_size=args.batch_size, n_boot=args.n_boot, seed=args.seed)
         probe = BabelProbe(splits, max_new_tokens=args.max_new_tokens, **kwargs)
         result = run_sweep(series, [probe], out_dir=sweep_dir, tokenizer=tokenizer, device=args.device or "cpu",
-                           progress=False)
-        failed = result.failed
+                           progress=not args.quiet, log=None if args.quiet else say)
+        failed = result.failed + result.broken  # broken checkpoints were not evaluated either
         try:
             table = _summary_from_sweep(read_sweep(sweep_dir))
         except FileNotFoundError:
@@ -339,4 +339,5 @@ def register(subparsers: Any) -> None:
     e.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for the intervals")
     e.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     e.add_argument("--device", default=None, help="torch device (default: cpu)")
+    add_quiet(e)
     e.set_defaults(func=_guard(_cmd_eval))
