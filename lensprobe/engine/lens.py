@@ -6,8 +6,9 @@ immediately reduces the ``[B, V]`` logits to the few numbers a probe keeps: log-
 ranks of requested tokens, log-probabilities of token *sets* (``logsumexp`` over the set minus
 ``logsumexp`` over the vocabulary), top-k tokens and the entropy.
 
-:func:`logit_lens` runs a batch of prompts and reads every block output at each row's last real
-token (padding on either side). Nothing of shape ``[layers x positions x vocab]`` is ever kept.
+:func:`logit_lens` runs a batch of prompts (token ids, or strings tokenized with the model's
+tokenizer) and reads every block output at each row's last real token (padding on either side).
+Nothing of shape ``[layers x positions x vocab]`` is ever kept.
 How the block outputs are read is a :class:`LensBackend`: :class:`TorchBackend` (``"torch"``,
 plain hooks, the fast path), :class:`NnsightBackend` (``"nnsight"``, ``nnsight.NNsight`` tracing)
 and :class:`TransformerLensBackend` (``"transformer_lens"``, TransformerLens 4.x
@@ -221,6 +222,8 @@ class LogitLensResult:
         top_tokens, top_logprobs: ``[B, n_layers, top_k]``.
         entropy: ``[B, n_layers]`` nats.
         backend: which backend produced the numbers.
+        tokenizer: the tokenizer that decodes ``token_id`` into the ``token`` column of
+            :meth:`to_dataframe` (the model's, when it was given or strings were passed).
     """
 
     layers: list[int]
@@ -233,15 +236,18 @@ class LogitLensResult:
     top_logprobs: torch.Tensor | None = None
     backend: str = "torch"
     n_sets: int = field(default=0, repr=False)
+    tokenizer: Any = field(default=None, repr=False, compare=False)
 
-    def to_dataframe(self) -> pd.DataFrame:
+    def to_dataframe(self, *, tokenizer: Any = None) -> pd.DataFrame:
         """Long format, one observation per row.
 
         Columns: ``row`` (batch row), ``layer``, ``metric`` (``entropy``, ``token_logprob``,
         ``token_rank``, ``set_logprob``, ``top_logprob``), ``index`` (position of the requested
         token / set / top-k slot; ``<NA>`` for entropy), ``token_id`` (the token concerned;
-        ``<NA>`` for entropy and sets), ``value``.
+        ``<NA>`` for entropy and sets), ``token`` (``token_id`` decoded with ``tokenizer``, default
+        :attr:`tokenizer`; ``<NA>`` without one), ``value``.
         """
+        tokenizer = self.tokenizer if tokenizer is None else tokenizer
         b, n_layers = self.entropy.shape
         rows = np.repeat(np.arange(b), n_layers)
         layers = np.tile(np.asarray(self.layers), b)
@@ -274,8 +280,66 @@ class LogitLensResult:
         frame = pd.concat(frames, ignore_index=True)
         frame["index"] = frame["index"].astype("Int64")
         frame["token_id"] = frame["token_id"].astype("Int64")
+        frame.insert(frame.columns.get_loc("token_id") + 1, "token", _decode_tokens(frame["token_id"], tokenizer))
         frame["metric"] = frame["metric"].astype(str)
         return frame.sort_values(["row", "layer", "metric", "index"], kind="stable", ignore_index=True)
+
+
+def _decode_tokens(ids: pd.Series, tokenizer: Any) -> pd.Series:
+    """Each token id decoded on its own (``" len"``, ``"strlen"``); ``<NA>`` without a tokenizer."""
+    if tokenizer is None:
+        return pd.Series(pd.NA, index=ids.index, dtype="string")
+    unique = [int(t) for t in ids.dropna().unique()]
+    text = {t: tokenizer.decode([t]) for t in unique}
+    return ids.map(lambda t: pd.NA if pd.isna(t) else text[int(t)]).astype("string")
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, (list, tuple)) and len(value) > 0
+                                       and all(isinstance(v, str) for v in value))
+
+
+def _encode_prompts(prompts: str | Sequence[str], tokenizer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Strings -> left-padded ``input_ids`` and ``attention_mask`` (no special tokens: a BOS is
+    never added for you; put it in the text, or pass token ids)."""
+    texts = [prompts] if isinstance(prompts, str) else list(prompts)
+    encoded = []
+    for i, text in enumerate(texts):
+        ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+        if not ids:
+            raise ValueError(f"prompt {i} ({text!r}) tokenizes to nothing")
+        encoded.append(ids)
+    width = max(len(e) for e in encoded)
+    pad = getattr(tokenizer, "pad_token_id", None)
+    pad = int(pad) if pad is not None else 0
+    input_ids = torch.full((len(encoded), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(encoded), width), dtype=torch.long)
+    for r, ids in enumerate(encoded):
+        input_ids[r, width - len(ids):] = torch.tensor(ids, dtype=torch.long)
+        mask[r, width - len(ids):] = 1
+    return input_ids, mask
+
+
+def _token_of(text: str, tokenizer: Any, name: str) -> int:
+    """The one token id a string is (``" len"``); ValueError naming its pieces when it is several."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])
+    if len(ids) != 1:
+        pieces = [tokenizer.decode([t]) for t in ids]
+        raise ValueError(f"{name}: {text!r} is {len(ids)} tokens {pieces} with this tokenizer, not one; give a "
+                         "single token's text (e.g. its first piece) or its id")
+    return int(ids[0])
+
+
+def _texts_to_ids(value: Any, tokenizer: Any, name: str) -> Any:
+    """Strings inside ``token_ids`` / ``token_sets`` (nested lists) -> token ids; other values unchanged."""
+    if isinstance(value, str):
+        if tokenizer is None:
+            raise ValueError(f"{name} holds the string {value!r}: strings need a tokenizer (pass tokenizer= or a "
+                             "LoadedModel)")
+        return _token_of(value, tokenizer, name)
+    if isinstance(value, (list, tuple)):
+        return [_texts_to_ids(v, tokenizer, name) for v in value]
+    return value
 
 
 def _prepare_inputs(input_ids: Any, attention_mask: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -542,19 +606,24 @@ BACKENDS = tuple(_BACKENDS)
 # the logit lens over a batch of prompts
 
 
-def logit_lens(model: Any, input_ids: Any, attention_mask: Any = None, *, token_ids: Any = None,
-               token_sets: Sequence[Sequence[int]] | None = None, top_k: int = 0, layers: Sequence[int] | None = None,
-               include_embeddings: bool = False, batch_size: int | None = None,
+def logit_lens(model: Any, input_ids: Any, attention_mask: Any = None, *, tokenizer: Any = None,
+               token_ids: Any = None, token_sets: Sequence[Sequence[int | str]] | None = None, top_k: int = 0,
+               layers: Sequence[int] | None = None, include_embeddings: bool = False, batch_size: int | None = None,
                backend: str | LensBackend = "torch") -> LogitLensResult:
     """Logit lens at each row's last real token over block outputs ``1..L``.
 
     Args:
         model: an HF causal LM with a registered adapter, or a :class:`~lensprobe.engine.adapters.LoadedModel`.
-        input_ids: ``[B, T]`` (or ``[T]``) token ids; pad on either side.
+        input_ids: ``[B, T]`` (or ``[T]``) token ids, pad on either side; or a prompt string or a
+            list of them, tokenized with ``tokenizer`` (no special tokens added) and left-padded.
         attention_mask: ``[B, T]`` 1 for real tokens, 0 for padding (default all ones). Positions
-            are ``cumsum(mask) - 1`` so a padded row equals its unpadded run.
-        token_ids: ``[K]`` or ``[B, K]`` tokens whose log-prob and rank to report.
-        token_sets: token-id sets whose total log-probability to report (shared by all rows).
+            are ``cumsum(mask) - 1`` so a padded row equals its unpadded run. Not with strings.
+        tokenizer: tokenizes strings and decodes the ``token`` column of ``to_dataframe()``;
+            default: a LoadedModel's own.
+        token_ids: ``[K]`` or ``[B, K]`` tokens whose log-prob and rank to report; with a
+            tokenizer, a string stands for the one token it is (``" len"``).
+        token_sets: token-id sets whose total log-probability to report (shared by all rows);
+            members may be strings like ``token_ids``.
         top_k: report the k most likely tokens (0: none).
         layers: layer numbers (default all blocks ``1..L``; negative counts from the end; 0 is the
             embedding output, the residual stream entering block 1).
@@ -569,9 +638,22 @@ def logit_lens(model: Any, input_ids: Any, attention_mask: Any = None, *, token_
     ([1, 2, 3], (1, 3, 2))
     """
     if isinstance(model, LoadedModel):
+        tokenizer = model.tokenizer if tokenizer is None else tokenizer
         adapter, model = model.adapter, model.model
     else:
         adapter = get_adapter(model)
+    if _is_text(input_ids):
+        if tokenizer is None:
+            raise ValueError("input_ids are strings: they need a tokenizer (pass tokenizer=, or a LoadedModel whose "
+                             "checkpoint has one)")
+        if attention_mask is not None:
+            raise ValueError("attention_mask is built from the strings' tokens; pass it only with token ids")
+        input_ids, attention_mask = _encode_prompts(input_ids, tokenizer)
+    if token_ids is not None:
+        token_ids = _texts_to_ids(token_ids, tokenizer, "token_ids")
+    if token_sets is not None and not isinstance(token_sets, (str, bytes, torch.Tensor)):
+        token_sets = [m if isinstance(m, (str, bytes)) else _texts_to_ids(m, tokenizer, f"token_sets[{i}]")
+                      for i, m in enumerate(token_sets)]
     if isinstance(backend, LensBackend):
         runner = backend
     elif backend in _BACKENDS:
@@ -603,6 +685,7 @@ def logit_lens(model: Any, input_ids: Any, attention_mask: Any = None, *, token_
         top_logprobs=torch.empty(n_rows, n_layers, top_k) if top_k else None,
         backend=runner.name,
         n_sets=0 if sets is None else sets[0].shape[0],
+        tokenizer=tokenizer,
     )
 
     def store(rows: slice, layer: int, r: LensReadout) -> None:

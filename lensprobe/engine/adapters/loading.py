@@ -135,7 +135,7 @@ _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
 def _check_local_weights(path: Path, allow_pickle: bool) -> bool:
     """Validate a local checkpoint dir; return whether to ask transformers for safetensors."""
     if not (path / "config.json").is_file():
-        raise CheckpointLoadError(f"{path} has no config.json; not a Hugging Face checkpoint directory")
+        raise CheckpointLoadError(f"{path.absolute()} has no config.json; not a Hugging Face checkpoint directory")
     safe = [n for n in _SAFE_WEIGHTS if (path / n).is_file()]
     if safe:
         return True
@@ -148,8 +148,38 @@ def _check_local_weights(path: Path, allow_pickle: bool) -> bool:
                 "if you trust its source.")
         return False
     others = sorted(p.name for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt", ".pth", ".ckpt"))
-    raise CheckpointLoadError(f"{path} has no model.safetensors (or sharded index) weights"
+    raise CheckpointLoadError(f"{path.absolute()} has no model.safetensors (or sharded index) weights"
                               + (f"; found {others}" if others else ""))
+
+
+def _unreadable_safetensors(path: Path) -> tuple[Path, Exception] | None:
+    """The first ``*.safetensors`` file of a checkpoint directory that ``safetensors`` cannot open
+    (a header that does not cover the file: truncated or corrupt), with the error; None if all open."""
+    from safetensors import safe_open
+
+    for file in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt") as handle:
+                handle.keys()
+        except Exception as exc:  # noqa: BLE001 - SafetensorError, OSError, ...: the file is named either way
+            return file, exc
+    return None
+
+
+def _from_pretrained(source: str, kwargs: dict[str, Any]) -> tuple[Any, Any]:
+    """``AutoModelForCausalLM.from_pretrained`` without transformers' own "Loading weights" bar
+    (lensprobe draws one progress style, docs/engine.md)."""
+    from transformers import AutoModelForCausalLM
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    if enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        return AutoModelForCausalLM.from_pretrained(source, **kwargs)
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 def load_model(path_or_repo: str | os.PathLike, *, revision: str | None = None, allow_pickle: bool = False,
@@ -173,20 +203,19 @@ def load_model(path_or_repo: str | os.PathLike, *, revision: str | None = None, 
 
     Raises:
         UnsafeCheckpointError: pickled weights without ``allow_pickle``.
-        CheckpointLoadError: no config, no weights, or weights missing from the checkpoint (a
-            randomly initialised parameter would silently change every number downstream).
+        CheckpointLoadError: no config, no weights, weights missing from the checkpoint (a
+            randomly initialised parameter would silently change every number downstream), or a
+            weights file that cannot be read (truncated or corrupt; the message names the file).
         UnknownArchitectureError: no adapter for the checkpoint's model_type.
         LensCheckError: the adapter's decode path does not reproduce the model's logits.
     """
-    from transformers import AutoModelForCausalLM
-
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise ValueError(f"dtype must be a floating torch.dtype, got {dtype!r}")
     local = Path(path_or_repo).expanduser()
     is_local = local.exists()
     if is_local:
         if not local.is_dir():
-            raise CheckpointLoadError(f"{local} is not a directory; load_model expects a checkpoint directory")
+            raise CheckpointLoadError(f"{local.absolute()} is not a directory; load_model expects a checkpoint directory")
         if revision is not None:
             raise ValueError(f"revision={revision!r} only applies to hub ids, but {local} is a local directory")
         use_safetensors = _check_local_weights(local, allow_pickle)
@@ -199,6 +228,7 @@ def load_model(path_or_repo: str | os.PathLike, *, revision: str | None = None, 
         # transformers refuses .bin-only repos itself when use_safetensors=True.
         use_safetensors = None if allow_pickle else True
 
+    where = str(local.absolute()) if is_local else source  # messages name the full path
     kwargs: dict[str, Any] = dict(dtype=dtype, trust_remote_code=trust_remote_code, output_loading_info=True)
     if use_safetensors is not None:
         kwargs["use_safetensors"] = use_safetensors
@@ -209,22 +239,30 @@ def load_model(path_or_repo: str | os.PathLike, *, revision: str | None = None, 
     if str(device) == "auto":
         kwargs["device_map"] = "auto"
     try:
-        model, info = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-    except (OSError, EnvironmentError) as err:
+        model, info = _from_pretrained(source, kwargs)
+    except Exception as err:  # noqa: BLE001 - re-raised unless a weights file is unreadable
+        bad = _unreadable_safetensors(local) if is_local and use_safetensors else None
+        if bad is not None:
+            raise CheckpointLoadError(
+                f"{bad[0].absolute()}: cannot read the weights ({type(bad[1]).__name__}: {bad[1]}); the file looks "
+                "truncated or corrupt (an interrupted copy, download or save?). Copy or download the checkpoint "
+                "again, or save it again from the model") from err
+        if not isinstance(err, OSError):
+            raise
         if not is_local and use_safetensors and "safetensors" in str(err).lower():
             raise UnsafeCheckpointError(
                 f"{source}{'@' + revision if revision else ''} has no safetensors weights; pass allow_pickle=True "
                 f"to load pickled weights if you trust its source ({err})") from err
-        raise CheckpointLoadError(f"cannot load checkpoint {source}: {err}") from err
+        raise CheckpointLoadError(f"cannot load checkpoint {where}: {err}") from err
     missing = sorted(info.get("missing_keys") or [])
     if missing:
         raise CheckpointLoadError(
-            f"checkpoint {source} lacks weights for {missing[:8]}{' ...' if len(missing) > 8 else ''}; "
+            f"checkpoint {where} lacks weights for {missing[:8]}{' ...' if len(missing) > 8 else ''}; "
             "transformers would initialise them randomly. (Tied-embedding checkpoints legitimately omit "
             "lm_head.weight only when config.tie_word_embeddings is true.)")
     unexpected = sorted(info.get("unexpected_keys") or [])
     if unexpected:
-        warnings.warn(f"checkpoint {source} has weights the model does not use: {unexpected[:8]}", stacklevel=2)
+        warnings.warn(f"checkpoint {where} has weights the model does not use: {unexpected[:8]}", stacklevel=2)
     if str(device) != "auto":
         model = model.to(device)
     model.eval()
@@ -236,7 +274,7 @@ def load_model(path_or_repo: str | os.PathLike, *, revision: str | None = None, 
             tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=trust_remote_code)
         except (OSError, ValueError) as err:
             if is_local:
-                raise CheckpointLoadError(f"cannot load the tokenizer of {source}: {err}") from err
+                raise CheckpointLoadError(f"cannot load the tokenizer of {where}: {err}") from err
             warnings.warn(f"{source} has no loadable tokenizer ({err}); LoadedModel.tokenizer is None", stacklevel=2)
     adapter = get_adapter(model)
     diff = verify_lens(model, adapter, atol=atol) if check_lens else None
