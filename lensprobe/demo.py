@@ -38,6 +38,7 @@ from lensprobe.files import atomic_write_json, atomic_write_text
 from lensprobe.lape.inputs import LapeInputs
 from lensprobe.present import figures as plot
 from lensprobe.present.report import write_report
+from lensprobe.progress import say
 from lensprobe.probes.babel import BabelProbe
 from lensprobe.probes.lape import LapeProbe
 from lensprobe.probes.working_language import WorkingLanguageProbe
@@ -74,16 +75,19 @@ BABEL_CORPUS = {"kind": "babel", "target": "php", "seed": 0,
 
 
 def _log(msg: str) -> None:
-    print(f"[demo {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+    """The demo's phase messages: stderr, beside the bars (docs/engine.md, "Progress and --quiet")."""
+    say(f"[demo {time.strftime('%H:%M:%S')}] {msg}")
 
 
-def _train(recipe: str, out: Path, overrides: list[str], commands: list[str]) -> Path:
+def _train(recipe: str, out: Path, overrides: list[str], commands: list[str], *,
+           log: Callable[[str], None] | None = _log, progress: bool = True) -> Path:
 
     cmd = shlex.join(["lensprobe", "pretrain", recipe, "--out", str(out), *[x for o in overrides for x in ("--set", o)]])
     commands.append(cmd)
-    _log(f"$ {cmd}")
+    if log:
+        log(f"$ {cmd}")
     cfg = load_config(recipe, overrides=overrides)
-    result = train(cfg, out, command=cmd)
+    result = train(cfg, out, command=cmd, log=log, progress=progress)
     if getattr(result, "status", "done") == "interrupted":
         raise KeyboardInterrupt(f"training of {out} was interrupted; re-run the demo to resume")
     return out
@@ -202,17 +206,25 @@ def support_curve(table: pd.DataFrame, steps: np.ndarray, *, probe: str, metric:
 
 def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: DemoSettings | None = None,
              base: str | Path | Sequence[str | Path] | None = None,
-             log: Callable[[str], None] = _log) -> dict[str, Any]:
+             log: Callable[[str], None] | None = _log, progress: bool = True) -> dict[str, Any]:
     """Run the whole loop into ``out`` (re-running resumes: training and sweep pick up where they stopped).
 
     Seed ``k`` trains its continual run with seed ``k`` on the concept splits of split seed ``k``,
     from a base that knows those splits' Python concepts. ``base``: one or more base checkpoints,
     each used for the split seed its recipe names (refused when that seed is not run or its
     concepts differ); seeds without a given base use the shipped base (split seed 0 with
-    ``train_base=False``) or train one (``runs/base``, ``runs/base-seed<k>``)."""
+    ``train_base=False``) or train one (``runs/base``, ``runs/base-seed<k>``).
+
+    ``log`` receives the phase messages (default: stderr, timestamped; None: none); ``progress``
+    draws the bars of training (steps) and of the sweep (checkpoints) on stderr."""
 
     if seeds < 1:
         raise ValueError(f"seeds must be >= 1, got {seeds}")
+    if not isinstance(progress, bool):
+        raise ValueError(f"progress must be a bool, got {progress!r}")
+    if log is None:
+        def log(msg: str) -> None:  # quiet: no phase messages
+            return None
     s = settings or (QUICK if quick else DEFAULT)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -232,6 +244,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
 
     # 1. the Python bases: one per split seed --------------------------------------------------
     t = time.perf_counter()
+    log("phase 1/6: the Python base" + ("s" if seeds > 1 else ""))
     given: dict[int, Path] = {}
     for b in ([] if base is None else [base] if isinstance(base, (str, Path)) else list(base)):
         ckpt = Path(b)
@@ -266,7 +279,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
             base_dir = _train("babel-base", out / "runs" / f"base{_seed_suffix(k)}",
                               [_corpus_override("base", k), f"data.tokens.python={py_tokens}",
                                f"data.tokens.php={php_tokens}", "snapshots.schedule=every",
-                               "snapshots.every=1000000"], commands)
+                               "snapshots.every=1000000"], commands, log=log, progress=progress)
             base_ckpts[k] = _final_checkpoint(base_dir)
             check_base(base_ckpts[k], all_splits[k])
     base_ckpt = base_ckpts[0]
@@ -276,18 +289,20 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
 
     # 2. continual runs ----------------------------------------------------------------------
     t = time.perf_counter()
+    log(f"phase 2/6: continual pre-training on PHP ({seeds} run{'s' if seeds > 1 else ''})")
     run_dirs = []
     for seed in split_seeds:
         run_dir = _train("babel-continual", out / "runs" / f"php-seed{seed}",
                          [_corpus_override("continual", seed), f"model.init_from={base_ckpts[seed]}", f"seed={seed}",
                           f"data.tokens.php={s.continual_php_tokens}", f"data.tokens.python={s.continual_python_tokens}",
                           f"snapshots.every={s.snapshot_every}", f"snapshots.log_max={s.snapshot_log_max}"],
-                         commands)
+                         commands, log=log, progress=progress)
         run_dirs.append(run_dir)
     timings["continual"] = time.perf_counter() - t
 
     # 3. sweep -------------------------------------------------------------------------------------
     t = time.perf_counter()
+    log("phase 3/6: the probes over every checkpoint (working language, LAPE, Babel evaluation)")
     split_names = ("shared", "python_only", "target_only", "control")
     for seed, run_dir in zip(split_seeds, run_dirs):
         splits, suite_path = all_splits[seed], suite_paths[seed]
@@ -304,7 +319,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
         commands.append(f"lensprobe sweep {run_dir} --out {out} "
                         f"--probe working_language:suite={suite_path},prompts=generated+all "
                         f"--probe lape:tokens={run_dir / 'tokens'} --probe babel:splits={split_files[seed]}")
-        res = run_sweep(series, probes, out_dir=out, log=log)
+        res = run_sweep(series, probes, out_dir=out, log=log, progress=progress)
         log(f"sweep {run_dir.name}: {len(res.computed)} computed, {len(res.skipped)} already done, "
             f"{len(res.failed)} failed in {res.seconds:.0f}s")
         if res.failed:
@@ -313,6 +328,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
     timings["sweep"] = time.perf_counter() - t
 
     # 4. stages -------------------------------------------------------------------------------------
+    log("phase 4/6: stages")
     steps, perf, half = performance_curve(table, language="php", split="python_only")
     _, py_perf, _ = performance_curve(table, language="python", split="python_only")
     _, control, _ = performance_curve(table, language="php", split="control")
@@ -336,6 +352,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
         ("" if not stage.notes else " | " + "; ".join(stage.notes)))
 
     # 5. recommendation ------------------------------------------------------------------------------
+    log("phase 5/6: the data-mix recommendation (Algorithm 1)")
     recommendation: dict[str, Any]
     try:
         # performance: PHP completions of every item of the splits the Python base knows (python_only +
@@ -368,9 +385,10 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
         log(f"recommendation: none ({exc})")
 
     # 6. figures and report ---------------------------------------------------------------------------
+    log("phase 6/6: figures and report")
     figs = out / "figures"
     plot.save_figure(plot.plot_performance(table, metric="line_acc", language="php", stages=stage), figs / "performance")
-    plot.save_figure(plot.plot_working_language(table, by_identifier=False), figs / "working_language")
+    plot.save_figure(plot.plot_working_language(table, stages={"php": stage}), figs / "working_language")
     plot.save_figure(plot.plot_lape_counts(table), figs / "lape_counts")
     plot.save_figure(plot.plot_layer_heatmap(table, language="php"), figs / "lens_heatmap")
     summary = {"quick": quick, "seeds": seeds, "base": str(base_ckpt), "runs": [str(r) for r in run_dirs],

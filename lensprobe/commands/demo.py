@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 
 def register(subparsers) -> argparse.ArgumentParser:
@@ -15,6 +16,8 @@ def register(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="start from the shipped base and train less (~2 min; the default ~13 min)")
     p.add_argument("--seeds", type=int, default=1, help="continual runs with seeds 0..N-1 (default 1)")
     p.add_argument("--base", default=None, help="use this babel-base checkpoint instead of training/shipping one")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bars and no phase messages on stderr (errors are still printed)")
     p.set_defaults(func=run)
     return p
 
@@ -26,8 +29,11 @@ def run(args: argparse.Namespace) -> int:
         print("lensprobe demo: --seeds must be >= 1", file=sys.stderr)
         return 2
     try:
-        run_demo(args.out, quick=args.quick, seeds=args.seeds, base=args.base)
+        summary = run_demo(args.out, quick=args.quick, seeds=args.seeds, base=args.base,
+                           progress=not args.quiet, **({"log": None} if args.quiet else {}))
     except (FileNotFoundError, ValueError) as exc:  # a missing or mismatched base, bad settings
         print(f"lensprobe demo: {exc}", file=sys.stderr)
         return 2
+    report = Path(args.out) / "report" / "index.html"
+    print(f"lensprobe demo: done in {summary['timings_s']['total']:.0f}s; report {report.absolute()}")
     return 0
