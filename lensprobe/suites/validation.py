@@ -209,6 +209,11 @@ def _parse(data: Any, report: ValidationReport, name: str, path: str | None) -> 
         report.add("n_prompts", f"must be an integer >= {min_prompts}, got {n_prompts!r}")
         n_prompts = max(DEFAULT_N_PROMPTS, min_prompts)
     description = data.get("description", "") or ""
+    if not isinstance(description, str):
+        report.add("description", f"must be a string, got {type(description).__name__}")
+        description = ""
+    if "source" in data and not isinstance(data["source"], str):
+        report.add("source", f"must be a string (where the suite comes from), got {type(data['source']).__name__}")
     suite_slots = _parse_slots(data.get("slots"), report, "slots")
 
     raw_idents = data.get("identifiers")

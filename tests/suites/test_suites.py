@@ -337,3 +337,55 @@ def test_rendering_is_stable_across_processes():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     here = hashlib.sha256("\x00".join(i.prompt for i in lensprobe.load_suite("go").render(seed=7)).encode())
     assert out.stdout.strip() == here.hexdigest()
+
+
+def test_identical_forms_fail_without_a_tokenizer(tmp_path):
+    """`None` / `None` cannot tell the languages apart with any tokenizer: an error, no tokenizer needed."""
+    same = GOOD.replace('target_forms: ["println!"]', "target_forms: [None]").replace(
+        "reference_forms: [print]", "reference_forms: [None]")
+    p = _write(tmp_path, same, "same.yaml")
+    report = suites.validate_suite(p)
+    assert not report.ok
+    (issue,) = report.errors
+    assert issue.entry == "identifiers[0] (println)" and "share ['None']" in issue.message
+    assert str(issue).startswith(str(p.absolute()))
+    with pytest.raises(suites.SuiteError, match="share"):
+        suites.load_suite(p)
+    # forms that write the same word after different punctuation (.append / =append) collide: a warning
+    go_like = GOOD.replace('target_forms: ["println!"]', 'target_forms: ["=append"]').replace(
+        "reference_forms: [print]", "reference_forms: [.append]")
+    report = suites.validate_suite(_write(tmp_path, go_like, "go_like.yaml"))
+    assert report.ok and any("same word ['append']" in w.message for w in report.warnings)
+
+
+def test_validate_a_directory_checks_every_suite_file(tmp_path, capsys):
+    d = tmp_path / "suites"
+    d.mkdir()
+    good = _write(d, GOOD, "rust.yaml")
+    bad = _write(d, GOOD.replace("{{@}}(", "{{@}}({{fname}}, "), "bad.yml")
+    (d / "notes.txt").write_text("not a suite")
+    assert cli_main(["probes", "validate", str(d)]) == 1
+    captured = capsys.readouterr()
+    assert f"{good.absolute()}: OK" in captured.out
+    assert f"{bad.absolute()}: identifiers[0].templates[0]: error: unknown slot" in captured.err
+    assert "notes.txt" not in captured.out + captured.err
+    bad.unlink()
+    assert cli_main(["probes", "validate", str(d), "--strict"]) == 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert cli_main(["probes", "validate", str(empty)]) == 2
+    assert f"{empty.absolute()}: the directory holds no suite files" in capsys.readouterr().err
+    with pytest.raises(FileNotFoundError, match="is a directory"):
+        suites.load_suite(str(d) + "/")
+
+
+def test_every_schema_key_is_documented():
+    """Each key a suite file may have (min_prompts and source included) is in the authoring guide's schema."""
+    from lensprobe.suites.schema import IDENT_KEYS, SUITE_KEYS, TEMPLATE_KEYS
+
+    guide = (Path(suites.__file__).resolve().parents[2] / "probes" / "README.md").read_text()
+    schema = guide.split("## Schema", 1)[1].split("```", 2)[1]
+    keys = {line.split(":", 1)[0].strip().lstrip("- ") for line in schema.splitlines() if ":" in line}
+    assert SUITE_KEYS | IDENT_KEYS | TEMPLATE_KEYS <= keys, (SUITE_KEYS | IDENT_KEYS | TEMPLATE_KEYS) - keys
+    docs = (Path(suites.__file__).resolve().parents[2] / "docs" / "suites.md").read_text()
+    assert "min_prompts" in docs and "`source`" in docs
