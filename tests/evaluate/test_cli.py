@@ -91,3 +91,32 @@ def test_cli_run_dir_gives_pass_at_k_rows_per_checkpoint(tmp_path, tokenizer, ca
     assert list(table.columns) == list(CHECKPOINT_COLUMNS + ROW_COLUMNS)
     assert table["step"].tolist() == [10, 20] and set(table["metric"]) == {"pass@1"}
     assert table["value"].tolist() == [0.0, 0.0] and table["n"].tolist() == [1, 1]
+
+
+def test_cli_limit_applies_to_a_sample_file_of_the_whole_benchmark(eval_data, tmp_path, capsys):
+    """--limit 3 with completions for every problem evaluates the first 3 (it used to refuse the others'
+    completions as unknown task ids); the bar goes to stderr unless --quiet."""
+    from lensprobe.evaluate import load_problems
+
+    path = eval_data("humaneval-x", "humaneval_python.jsonl.gz")
+    problems = load_problems(path, family="humaneval-x")
+    samples = tmp_path / "all.jsonl"
+    samples.write_text("".join(json.dumps({"task_id": p.task_id, "completion": p.canonical_solution}) + "\n"
+                               for p in problems))
+    out = tmp_path / "res.csv"
+    rc = main(["eval", str(path), "--family", "humaneval-x", "--samples", str(samples), "--limit", "3",
+               "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    summary = json.loads(captured.out)
+    assert summary["problems"] == 3 and summary["samples"] == 3 and summary["pass@1"] == 1.0
+    assert pd.read_csv(out)["task_id"].tolist() == [p.task_id for p in problems[:3]]
+    assert "eval humaneval-x python" in captured.err and "3/3" in captured.err  # the tqdm bar
+    assert "eval: " not in captured.err  # the old "eval: 50/966" lines are gone
+    assert main(["eval", str(path), "--family", "humaneval-x", "--samples", str(samples), "--limit", "3",
+                 "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert "%|" not in quiet.err and "3/3" not in quiet.err
+    assert json.loads(quiet.out)["pass@1"] == 1.0
+    assert main(["eval", str(path), "--family", "humaneval-x", "--limit", "0", "--quiet"]) == 2
+    assert "--limit must be >= 1" in capsys.readouterr().err

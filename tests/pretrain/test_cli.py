@@ -67,3 +67,22 @@ def test_list_and_print_config(capsys):
     assert main(["pretrain", "python-mono", "--print-config", "--set", "model.n_layer=2"]) == 0
     cfg = yaml.safe_load(capsys.readouterr().out)
     assert cfg["model"]["n_layer"] == 2 and cfg["model"]["n_embd"] == 128 and cfg["run"]["recipe"] == "python-mono"
+
+
+def test_progress_bar_on_stderr_unless_quiet(tmp_path, capsys):
+    """Training shows a tqdm bar over the steps with the loss, tokens/s and an ETA on stderr (nothing on
+    stdout); --quiet shows neither the bar nor the messages; both runs train the same steps."""
+    mix = tmp_path / "mix.yaml"
+    mix.write_text("tokens: {python: 340, php: 340}\n")                      # 40 windows / batch 4 = 10 steps
+    args = ["pretrain", "mixture", "--mixture", str(mix), "--set", "data.languages=[python, php]", *TINY]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    loud = capsys.readouterr()
+    bar = loud.err.replace("\r", "\n").splitlines()
+    assert any(line.startswith("train mixture: 100%") and "10/10" in line and "loss " in line and "tok/s" in line
+               for line in bar), loud.err[-2000:]
+    assert any("<" in line and "step/s" in line or "s/step" in line for line in bar)  # elapsed<remaining, rate
+    assert "training the tokenizer" in loud.err and loud.out == ""
+    assert main([*args, "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert quiet.err == "" and quiet.out == ""
+    assert read_log(tmp_path / "a" / "loss.jsonl") and len(read_log(tmp_path / "b" / "loss.jsonl")) == 10
