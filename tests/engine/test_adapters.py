@@ -239,3 +239,23 @@ def test_verify_lens_tolerance_scales_with_dtype():
     model = tiny_model("llama").to(torch.bfloat16)
     diff = verify_lens(model)
     assert math.isfinite(diff) and diff < 0.5
+
+
+@pytest.mark.parametrize("sharded", [False, True])
+def test_load_model_names_a_truncated_weights_file(tmp_path, sharded):
+    """A truncated safetensors file: CheckpointLoadError naming the file's full path and saying it looks
+    truncated, not a bare SafetensorError that names nothing."""
+    model = tiny_model("llama")
+    path = tmp_path / "ckpt"
+    model.save_pretrained(path, **({"max_shard_size": "20KB"} if sharded else {}))
+    tiny_tokenizer(model.config.vocab_size).save_pretrained(path)
+    files = sorted(path.glob("*.safetensors"))
+    assert len(files) > 1 if sharded else len(files) == 1
+    victim = files[-1]
+    with open(victim, "r+b") as fh:
+        fh.truncate(victim.stat().st_size // 2)
+    with pytest.raises(CheckpointLoadError) as err:
+        load_model(path)
+    msg = str(err.value)
+    assert msg.startswith(str(victim.absolute())) and "truncated or corrupt" in msg and "again" in msg
+    assert type(err.value.__cause__).__name__ == "SafetensorError"  # the original stays attached

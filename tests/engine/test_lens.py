@@ -319,3 +319,40 @@ def test_chunked_decode_equals_single_pass(monkeypatch, model_factory):
     for name in ("token_logprobs", "set_logprobs", "top_logprobs", "entropy"):
         assert torch.allclose(getattr(whole, name), getattr(chunked, name), atol=1e-6), name
     assert torch.equal(whole.top_tokens, chunked.top_tokens) and torch.equal(whole.token_ranks, chunked.token_ranks)
+
+
+def test_strings_are_tokenized_with_the_models_tokenizer_and_tokens_decoded(tmp_path):
+    """Prompts as strings give the numbers of their token ids (left-padded rows), single-token strings stand
+    for their ids in token_ids / token_sets, and to_dataframe() decodes every token id beside it."""
+    from lensprobe.engine.adapters import load_model
+    from lensprobe.testing import tiny_tokenizer
+
+    model, tok = tiny_model("llama"), tiny_tokenizer()
+    model.save_pretrained(tmp_path / "ckpt")
+    tok.save_pretrained(tmp_path / "ckpt")
+    lm = load_model(tmp_path / "ckpt")
+    texts = ["<t5> <t6> <t7>", "<t9> <t10>"]
+    by_text = logit_lens(lm, texts, token_ids=["<t8>", "<t3>"], token_sets=[["<t4>", 11]], top_k=3)
+    ids = torch.tensor([[5, 6, 7], [0, 9, 10]])
+    mask = torch.tensor([[1, 1, 1], [0, 1, 1]])
+    by_ids = logit_lens(lm.model, ids, mask, token_ids=[8, 3], token_sets=[[4, 11]], top_k=3)
+    for name in ("token_logprobs", "token_ranks", "set_logprobs", "top_tokens", "top_logprobs", "entropy"):
+        assert torch.allclose(getattr(by_text, name).double(), getattr(by_ids, name).double(), atol=1e-6), name
+    assert by_text.token_ids.tolist() == [8, 3]
+    # one row alone equals its row in the batch (left padding is exact)
+    alone = logit_lens(lm, texts[1], token_ids=["<t8>"])
+    assert torch.allclose(alone.token_logprobs[0, :, 0], by_text.token_logprobs[1, :, 0], atol=1e-5)
+    df = by_text.to_dataframe()
+    assert list(df.columns) == ["row", "layer", "metric", "index", "token_id", "token", "value"]
+    named = df.dropna(subset=["token_id"])
+    assert (named["token"] == named["token_id"].map(lambda t: f"<t{t}>")).all() and len(named) > 0
+    assert df.loc[df.metric == "entropy", "token"].isna().all()
+    # a plain model takes the tokenizer as an argument; without one, strings are refused by name
+    plain = logit_lens(lm.model, texts, tokenizer=tok, token_ids=["<t8>", "<t3>"])
+    assert torch.allclose(plain.token_logprobs, by_text.token_logprobs)
+    with pytest.raises(ValueError, match="need a tokenizer"):
+        logit_lens(lm.model, texts)
+    with pytest.raises(ValueError, match="attention_mask"):
+        logit_lens(lm, texts, mask)
+    with pytest.raises(ValueError, match=r"'<t8> <t9>' is 2 tokens"):
+        logit_lens(lm, texts, token_ids=["<t8> <t9>"])

@@ -499,3 +499,30 @@ def test_series_and_cli(suite_bpe, tmp_path, capsys):
     assert cli_main(["lens", str(run), "--suite", SUITE, "--out", str(tmp_path / "x.txt")]) == 2
     assert cli_main(["lens", str(tmp_path / "missing"), "--suite", SUITE, "--out", str(out)]) == 2
     assert cli_main(["lens", str(run), "--suite", SUITE, "--out", str(out), "--identifier", "strlen"]) == 2
+
+
+def test_prompts_longer_than_the_context_are_refused_by_name(suite_bpe):
+    """A model whose context is shorter than a prompt: a ValueError naming the suite item and both lengths
+    (not the position table's `IndexError: index out of range in self`), before any forward pass."""
+    suite = lensprobe.load_suite(SUITE)
+    probe = WorkingLanguageProbe(suite, limit=2, identifiers=["nil", "true"])
+    lengths = {(it.identifier, it.index): len(probe.encode_prompt(suite_bpe, it.prompt)) for it in probe.items}
+    (ident, index), longest = max(lengths.items(), key=lambda kv: kv[1])
+    context = min(lengths.values())  # the shortest prompt fits, the longest does not
+    assert longest > context
+    model = tiny_model("gpt2", vocab_size=len(suite_bpe), n_positions=context)
+    calls = []
+    model.register_forward_pre_hook(lambda *a: calls.append(1))
+    with pytest.raises(ValueError) as err:
+        working_language(model, suite, tokenizer=suite_bpe, limit=2, identifiers=["nil", "true"])
+    msg = str(err.value)
+    assert f"model's context of {context} tokens" in msg and f"has {longest} tokens" in msg
+    assert f"identifier {ident!r}, prompt #{index}" in msg and str(suite.path) in msg
+    assert "longer context" in msg and "--identifier" in msg  # what to do
+    assert not calls  # refused before the first forward pass
+    # with BOS the count includes it: a context that holds every prompt but one token short with BOS
+    probe_bos = WorkingLanguageProbe(suite, limit=2, identifiers=["nil", "true"], add_bos=True)
+    model = tiny_model("gpt2", vocab_size=len(suite_bpe), n_positions=longest)
+    assert not working_language(model, suite, tokenizer=suite_bpe, limit=2, identifiers=["nil", "true"]).empty
+    with pytest.raises(ValueError, match=f"has {longest + 1} tokens with BOS"):
+        lensprobe.run_probes(model, [probe_bos], tokenizer=suite_bpe)
