@@ -103,6 +103,32 @@ def test_greedy_complete_equals_hf_generate_with_left_padding():
         assert text == tok.decode(ref[0, ids.shape[1]:].tolist(), skip_special_tokens=True)
 
 
+@pytest.mark.parametrize("model_type", ["gpt2", "llama", "gemma2"])
+def test_greedy_complete_uses_the_current_cache_api(model_type):
+    """No FutureWarning / DeprecationWarning from the loop (transformers 5 renamed past_key_values= to cache=;
+    the old name warned once per checkpoint), and the cached loop equals a loop without a cache."""
+    import warnings
+
+    import torch
+
+    from lensprobe.babel.evaluation import greedy_complete
+    from lensprobe.testing import tiny_model, tiny_tokenizer
+
+    model, tok = tiny_model(model_type, seed=1), tiny_tokenizer()
+    prompts = ["<t5> <t9> <t11>", "<t7>"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ours = greedy_complete(model, tok, prompts, max_new_tokens=6, batch_size=2)
+    bad = [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    assert not bad, [f"{w.category.__name__}: {w.message}" for w in bad]
+    for p, text in zip(prompts, ours):  # no cache: the whole sequence again at every step
+        ids = tok(p, add_special_tokens=False)["input_ids"]
+        for _ in range(6):
+            with torch.no_grad():
+                ids.append(int(model(input_ids=torch.tensor([ids]), use_cache=False).logits[0, -1].argmax()))
+        assert text == tok.decode(ids[-6:], skip_special_tokens=True)
+
+
 def _independent_line_acc(generated_lines, reference_lines):
     """Positional line accuracy written out (not lensprobe.babel.evaluation.score_lines)."""
     hits = 0
