@@ -13,7 +13,7 @@ import pandas as pd
 
 from lensprobe.lape.selection import LapeResult
 
-__all__ = ["plot_lape_counts", "plot_lape_layers", "plot_lape_layer_heatmap", "plot_lape_gap",
+__all__ = ["lape_null_summary", "plot_lape_counts", "plot_lape_layers", "plot_lape_layer_heatmap", "plot_lape_gap",
            "plot_counts_over_steps", "plot_layer_distribution"]
 
 
@@ -47,34 +47,112 @@ def _axes(ax, figsize):
     return fig, ax
 
 
+def lape_null_summary(curves: pd.DataFrame) -> dict[str, str]:
+    """Per language, where its counts lie against the null, in words (``"below the null band at 6 of
+    11 checkpoints, inside at 5"``), from :func:`lensprobe.present.curves.lape_curves`."""
+    out = {}
+    for lang, g in curves.groupby("language", sort=False):
+        g = g[g["position"].notna()]
+        if g.empty:
+            continue
+        band = bool(g["band"].all())
+        where = "the null band" if band else "the null mean"
+        counts = g["position"].value_counts()
+        order = ("below", "inside", "above") if band else ("below", "equal", "above")
+        words = {"below": "below", "inside": "inside", "above": "above", "equal": "equal to"}
+        parts = []
+        for pos in (p for p in order if p in counts):
+            parts.append(f"{words[pos]} {'it' if parts else where} at {counts[pos]}"
+                         + ("" if parts else f" of {len(g)} checkpoints"))
+        out[str(lang)] = ", ".join(parts)
+    return out
+
+
 def plot_lape_counts(table: pd.DataFrame, *, metric: str = "n_neurons", languages: Sequence[str] | None = None,
-                     x: str = "step", null: bool = True, ax=None, figsize=(6.5, 3.8)):
-    """Neurons per language over training (whole model), with the shuffled-label null dashed."""
-    import seaborn as sns
+                     x: str = "step", null: bool = True, gap: bool = True, ax=None, figsize=None):
+    """Neurons per language over training (whole model) against the shuffled-label null.
+
+    Per language: the measured count (solid), the null's mean over permutations (dashed, same
+    colour) and the band between the permutations' least and most (rows ``null_<metric>_lo/_hi``;
+    older tables have the mean only). The title says where the counts lie against the null. At the
+    defaults LAPE selects a fixed number of neurons; under shuffled labels most are shared by all
+    languages and count for each, so counts *below* the null are what language-specific neurons look
+    like — the probability gap (right panel, with ``gap`` when the table has ``prob_gap_mean`` rows)
+    tells a language signal from none (docs/lape.md).
+    """
+    import matplotlib.pyplot as plt
+
+    from lensprobe.present.axes import DATA_COLORS, metric_label, set_x_axis
+    from lensprobe.present.curves import lape_curves
 
     df = _lape_rows(table)
     xcol = _x_column(df, x)
-    whole = df[df["layer"].isna() & df["language"].notna()]
-    if languages is not None:
-        whole = whole[whole["language"].isin(languages)]
-    real = whole[whole["metric"] == metric]
-    if real.empty:
-        raise ValueError(f"no whole-model rows with metric {metric!r}")
-    fig, ax = _axes(ax, figsize)
-    order = list(dict.fromkeys(real["language"]))
-    palette = dict(zip(order, sns.color_palette(n_colors=len(order))))
-    sns.lineplot(data=real, x=xcol, y="value", hue="language", hue_order=order, palette=palette,
-                 marker="o", ax=ax)
-    nulls = whole[whole["metric"] == "null_" + metric]
-    if null and not nulls.empty:
-        sns.lineplot(data=nulls, x=xcol, y="value", hue="language", hue_order=order, palette=palette,
-                     linestyle="--", alpha=0.6, ax=ax, legend=False)
-        ax.plot([], [], color="grey", linestyle="--", label="shuffled-label null")
-        ax.legend()
-    ax.set_xlabel(xcol)
-    ax.set_ylabel(metric.replace("_", " "))
-    ax.set_title("LAPE neurons per language")
-    fig.tight_layout()
+    curves = lape_curves(df, metric=metric, languages=languages, x=xcol)
+    gaps = df[df["metric"].isin(["prob_gap_mean", "null_prob_gap_mean"]) & df["language"].isna()
+              & df["layer"].isna()]
+    two = gap and ax is None and not gaps.empty
+    if ax is None:
+        fig, axes = plt.subplots(1, 2 if two else 1, figsize=figsize or ((11, 4.2) if two else (7.5, 4.2)),
+                                 layout="constrained", squeeze=False, width_ratios=[1.5, 1] if two else [1])
+        ax = axes[0][0]
+    else:
+        fig = ax.figure
+    order = list(dict.fromkeys(curves["language"]))
+    palette = dict(zip(order, DATA_COLORS))
+    numeric = xcol != "checkpoint"
+    for lang in order:
+        g = curves[curves["language"] == lang]
+        if numeric:
+            g = g.sort_values("x")
+        xs = g["x"].to_numpy(float) if numeric else np.arange(len(g))
+        (line,) = ax.plot(xs, g["value"].to_numpy(float), "-o", ms=4, color=palette[lang], label=lang)
+        line.set_gid(f"lape:{lang}")
+        if null and g["null"].notna().any():
+            (nl,) = ax.plot(xs, g["null"].to_numpy(float), "--", lw=1.2, color=palette[lang], alpha=0.8)
+            nl.set_gid(f"null:{lang}")
+            if g["band"].any():
+                band = ax.fill_between(xs, g["null_lo"].to_numpy(float), g["null_hi"].to_numpy(float),
+                                       color=palette[lang], alpha=0.15, lw=0)
+                band.set_gid(f"band:null:{lang}")
+    if numeric:
+        set_x_axis(ax, curves["x"], x=xcol)
+    else:
+        ticks = list(dict.fromkeys(curves["x"]))
+        ax.set_xticks(range(len(ticks)), ticks, rotation=45, ha="right")
+        ax.set_xlabel(xcol)
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    handles, labels = ax.get_legend_handles_labels()
+    if null and curves["null"].notna().any():
+        handles.append(Line2D([], [], color="0.4", ls="--"))
+        labels.append("shuffled-label null (mean)")
+        if curves["band"].any():
+            handles.append(Patch(facecolor="0.5", alpha=0.25, lw=0))
+            labels.append("null band (least-most over permutations)")
+    ax.legend(handles, labels, fontsize=7, loc="best")
+    ax.set_ylabel(metric_label(metric))
+    ax.set_ylim(bottom=0)
+    ax.grid(axis="y", color="0.9", lw=0.6)
+    summary = lape_null_summary(curves) if null else {}
+    ax.set_title("\n".join(f"{lang}: {text}" for lang, text in summary.items()) or "neurons per language",
+                 fontsize=8.5)
+    fig.suptitle("LAPE language-specific neurons against the shuffled-label null", fontsize=11)
+    if two:
+        gx = axes[0][1]
+        for name, ls, label in (("prob_gap_mean", "-", "true labels"), ("null_prob_gap_mean", "--", "shuffled labels")):
+            g = gaps[gaps["metric"] == name].groupby(xcol)["value"].mean()
+            if len(g):
+                (gl,) = gx.plot(g.index.to_numpy(float), g.to_numpy(float), ls=ls, marker="o", ms=3.5,
+                                color="0.2", label=label)
+                gl.set_gid(f"gap:{name}")
+        set_x_axis(gx, curves["x"], x=xcol) if numeric else None
+        gx.set_ylim(0, 1)
+        gx.set_ylabel("mean activation-probability gap")
+        gx.set_title("language specificity of the selected neurons\n(under shuffled labels they are shared: "
+                     "counts sit near the total)", fontsize=8.5)
+        gx.legend(fontsize=7)
+        gx.grid(axis="y", color="0.9", lw=0.6)
     return fig
 
 

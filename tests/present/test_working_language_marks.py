@@ -1,5 +1,5 @@
-"""The working-language figure shows the n behind each point: hollow markers and `n=` labels below
-a threshold, an x where no prompt was kept (NaN), n summed over the seeds averaged into a point."""
+"""The working-language figure shows the n behind each point: the number under every point, hollow markers
+below a threshold, an x where no prompt was kept (NaN), n summed over the seeds averaged into a point."""
 from __future__ import annotations
 
 import numpy as np
@@ -37,26 +37,28 @@ def _offsets(ax, hollow: bool):
 
 def test_points_on_few_prompts_are_hollow_and_labelled():
     fig = plot.plot_working_language(_table())
-    ax = fig.axes[0]
+    (ax,) = fig.axes  # no per-layer rows: one panel
     (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "php"]
     mean = {s: 0.8 - s / 300 + 0.05 for s in STEPS}
     np.testing.assert_allclose(line.get_ydata().astype(float), [np.nan if N[s] == 0 else mean[s] for s in STEPS])
     # n summed over both seeds: 24, 6, 0 (NaN), 2, 10 -> hollow below 10 at steps 30 and 90
     hollow = _offsets(ax, hollow=True)
     assert hollow == [(30.0, pytest.approx(mean[30])), (90.0, pytest.approx(mean[90]))]
-    assert sorted(t.get_text() for t in ax.texts) == ["n=2", "n=6"]
-    crosses = [c for c in ax.collections if len(c.get_offsets()) and c.get_paths()
+    # the prompts behind every point, written under it (0 where none was kept)
+    assert [(t.get_position()[0], t.get_text()) for t in sorted(ax.texts, key=lambda t: t.get_position()[0])] == \
+        [(0, "24"), (30, "6"), (60, "0"), (90, "2"), (120, "10")]
+    crosses = [c for c in ax.collections if len(c.get_offsets()) and c.get_paths() and c.get_gid() is None
                and not np.allclose(c.get_facecolor()[0][:3], 1.0)]
     assert [tuple(np.asarray(c.get_offsets(), float)[:, 0]) for c in crosses] == [(60.0,)]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["php", "n < 10 prompts", "no prompt kept (NaN)"]
+    assert legend == ["php", "95% interval", "n < 10 prompts", "no prompt kept (NaN)"]
 
 
 def test_threshold_is_an_option():
     ax = plot.plot_working_language(_table(), few=3).axes[0]
-    assert [t.get_text() for t in ax.texts] == ["n=2"]
+    assert _offsets(ax, hollow=True) == [(90.0, pytest.approx(0.8 - 90 / 300 + 0.05))]
     ax = plot.plot_working_language(_table(), few=0).axes[0]
-    assert not ax.texts and _offsets(ax, hollow=True) == []
+    assert _offsets(ax, hollow=True) == []
     assert "n < 0 prompts" not in [t.get_text() for t in ax.get_legend().get_texts()]
     with pytest.raises(ValueError, match="few"):
         plot.plot_working_language(_table(), few=-1)
