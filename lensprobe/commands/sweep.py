@@ -21,6 +21,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from lensprobe.commands.common import UsageError, add_hub_arguments, add_quiet, open_series
+
 
 def _error(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
@@ -37,6 +39,18 @@ def _rank_device(device: str) -> str:
     return device
 
 
+def _open_series(args: argparse.Namespace, path: Path) -> Any:
+    """The run directory's series, or the hub series of ``--hub`` / ``--revisions`` (commands/common.py)."""
+    if args.hub or args.revisions:
+        try:
+            return open_series(args, positional=args.run)
+        except UsageError as exc:
+            raise ValueError(str(exc)) from None
+    from lensprobe.checkpoints import CheckpointSeries
+
+    return CheckpointSeries(path)
+
+
 def run(args: argparse.Namespace) -> int:
     from lensprobe.probes.registry import ProbeSpecError, make_probe, probe_help, registered_probes
 
@@ -44,13 +58,13 @@ def run(args: argparse.Namespace) -> int:
         for name in registered_probes():
             print(probe_help(name))
         return 0
-    if not args.run or not args.out:
-        return _error("lensprobe sweep needs RUN_DIR and --out (see --help)")
+    if not (args.run or args.hub) or not args.out:
+        return _error("lensprobe sweep needs RUN_DIR (or --hub REPO) and --out (see --help)")
     if not args.probe:
         return _error("give at least one --probe SPEC, e.g. --probe working_language:suite=php "
                       "(lensprobe sweep --list-probes shows every probe's keys)")
-    path = Path(args.run).expanduser()
-    if not path.exists():
+    path = Path(args.run or args.hub).expanduser()
+    if not args.hub and not path.exists():
         return _error(f"run directory {args.run} does not exist")
     import torch
 
@@ -58,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from lensprobe.sweep import run_sweep
 
     try:
-        series = CheckpointSeries(path)
+        series = _open_series(args, path)
         if args.steps or args.every:
             series = series.select(steps=args.steps, every=args.every)
     except (CheckpointError, ValueError, KeyError, FileNotFoundError) as exc:
@@ -82,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"--dtype {args.dtype!r} is not a torch dtype (float32, bfloat16, float16)")
     try:
         result = run_sweep(series, probes, out_dir=args.out, tokenizer=tokenizer, device=device, dtype=dtype,
-                           progress=not args.no_progress, prefetch=not args.no_prefetch, fail_fast=args.fail_fast,
-                           log=print)
+                           progress=not (args.no_progress or args.quiet), prefetch=not args.no_prefetch,
+                           fail_fast=args.fail_fast, log=None if args.quiet else print)
     except CheckpointError as exc:
         return _error(str(exc))
     print(f"sweep: {len(result.computed)} computed, {len(result.skipped)} already done, "
@@ -111,7 +125,7 @@ class _HelpWithProbes(argparse.RawDescriptionHelpFormatter):
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser("sweep", help="run probes over every checkpoint into a resumable parquet table",
                               description=__doc__, epilog=_PROBE_KEYS, formatter_class=_HelpWithProbes)
-    p.add_argument("run", nargs="?", help="run directory of checkpoints (or one model directory)")
+    p.add_argument("run", nargs="?", help="run directory of checkpoints (or one model directory; or --hub REPO)")
     p.add_argument("--out", help="output directory (results/ holds one parquet file per checkpoint)")
     p.add_argument("--probe", action="append", default=[], metavar="SPEC",
                    help="NAME:key=value,... (repeat for several probes; lists join with '+')")
@@ -125,4 +139,6 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-prefetch", action="store_true",
                    help="do not read the next checkpoint in the background (saves one state dict of memory)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first failing checkpoint")
+    add_quiet(p)
+    add_hub_arguments(p)
     p.set_defaults(func=run)

@@ -87,3 +87,18 @@ def test_hub_options_are_checked(hub, suite_run, tmp_path, capsys):
     assert main(["lens", "--hub", REPO, "--revisions", "step0", "--offline", "--suite", "php", "--limit", "1",
                  "--out", out, "--quiet"]) == 0
     assert hub == [(REPO, "step0", True)]
+
+
+def test_sweep_on_a_hub_series(hub, suite_run, tmp_path, capsys):
+    spec = "working_language:suite=php,limit=2"
+    assert main(["sweep", "--hub", REPO, "--revisions", "step0,step10", "--out", str(tmp_path / "hub"),
+                 "--probe", spec, "--quiet"]) == 0
+    assert main(["sweep", str(suite_run), "--out", str(tmp_path / "local"), "--probe", spec, "--quiet"]) == 0
+    from lensprobe.sweep import read_sweep
+
+    remote, local = read_sweep(tmp_path / "hub"), read_sweep(tmp_path / "local")
+    remote, local = remote[remote.probe == "working_language"], local[local.probe == "working_language"]
+    assert set(remote.checkpoint) == {"step0", "step10"} and set(remote.run) == {REPO}
+    pd.testing.assert_frame_equal(_values(remote), _values(local))
+    assert main(["sweep", str(suite_run), "--hub", REPO, "--out", str(tmp_path / "x"), "--probe", spec]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -45,3 +45,14 @@ def test_babel_eval(suite_run, tmp_path, capsys):
     assert main([*args, str(suite_run), "--out", str(tmp_path / "d.csv"), "--quiet"]) == 0
     quiet = capsys.readouterr()
     assert not _bar(quiet.err) and "sweep run" not in quiet.err
+
+
+def test_sweep(suite_run, tmp_path, capsys):
+    args = ["sweep", str(suite_run), "--probe", "working_language:suite=php,limit=2"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    loud = capsys.readouterr()
+    assert _bar(loud.err) and "sweep run" in loud.err and "2/2" in loud.err
+    assert main([*args, "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    quiet = capsys.readouterr()
+    assert not _bar(quiet.err) and "sweep run:" not in quiet.err + quiet.out  # neither the bar nor the chatter
+    assert "2 computed" in quiet.out  # the result line stays
