@@ -5,16 +5,19 @@
 
 Figures (file names under ``--out-dir``, default ``OUT/figures``):
 
-* ``performance`` -> ``performance.{png,svg}``: ``--metric`` of ``--probe`` over steps for
-  ``--language`` (default: the first non-Python language), Python dashed beside it, bootstrap
-  bands from ``<metric>_lo/_hi`` rows, stages shaded from ``OUT/stages.json`` when present;
-* ``working_language`` -> ``working_language.*``: the Eq.1 Python share per language;
-* ``lape`` -> ``lape_counts.*`` (neurons per language over steps, null dashed) and
+* ``performance`` -> ``performance.{png,svg}``: the paper's Figure 2 layout: ``--metric`` of
+  ``--probe`` per split over training for ``--language`` (default: the first non-Python language)
+  with its interval, Python dashed beside it, the control split and the body prior as baselines,
+  stages shaded from ``OUT/stages.json`` when present;
+* ``working_language`` -> ``working_language.*``: Figure 3, the lens' working language per layer and
+  the Eq.1 Python share over training with Wilson intervals and the prompts kept;
+* ``lape`` -> ``lape_counts.*`` (neurons per language against the shuffled-label null band) and
   ``lape_layers.*`` (per layer at the last checkpoint);
 * ``heatmap`` -> ``heatmap_<language>.*``: checkpoint x layer lens probability of both token sets.
 
+``--x step|tokens`` chooses the x axis of every figure (log where the checkpoints are log-spaced).
 With ``--figures auto`` (the default) figures whose rows are missing are skipped; a figure named
-explicitly but without rows is an error (exit code 2).
+explicitly but without rows, or a ``--language`` the table has no rows for, is an error (exit code 2).
 """
 from __future__ import annotations
 
@@ -57,10 +60,27 @@ def available_figures(table: Any, *, metric: str = "line_acc", probe: str | None
     return have
 
 
+def figure_languages(table: Any, figures: list[str], *, metric: str = "line_acc", probe: str | None = "babel") -> list[str]:
+    """The languages ``--language`` can name for ``figures``: those with performance, working-language or
+    heatmap rows."""
+    conds = []
+    if "performance" in figures:
+        conds.append((table["metric"] == metric) & ((table["probe"] == probe) if probe else True))
+    if "working_language" in figures:
+        conds.append((table["probe"] == "working_language") & (table["metric"] == "eq1_python_share"))
+    if "heatmap" in figures:
+        conds.append((table["probe"] == "working_language") & (table["metric"] == "logp_target"))
+    langs: set[str] = set()
+    for cond in conds:
+        langs |= set(map(str, table.loc[cond, "language"].dropna().unique()))
+    return sorted(langs)
+
+
 def make_figures(table: Any, figures: list[str], out_dir: str | Path, *, metric: str = "line_acc",
                  probe: str | None = "babel", language: str | None = None,
-                 stages: dict[str, Any] | None = None) -> list[Path]:
-    """Draw ``figures`` from ``table`` into ``out_dir`` (PNG + SVG); returns the written files."""
+                 stages: dict[str, Any] | None = None, x: str = "step") -> list[Path]:
+    """Draw ``figures`` from ``table`` into ``out_dir`` (PNG + SVG); returns the written files.
+    ``language`` restricts the performance, working-language and heatmap figures to that language."""
     from lensprobe.present import figures as plot
 
     out_dir = Path(out_dir)
@@ -71,20 +91,25 @@ def make_figures(table: Any, figures: list[str], out_dir: str | Path, *, metric:
             langs = sorted(map(str, table.loc[(table["metric"] == metric) & (
                 table["probe"] == probe if probe else True), "language"].dropna().unique()))
             lang = language or next((x for x in langs if x != "python"), langs[0] if langs else None)
-            fig = plot.plot_performance(table, metric=metric, probe=probe, language=lang, stages=stages.get(lang))
+            fig = plot.plot_performance(table, metric=metric, probe=probe, language=lang, stages=stages.get(lang), x=x)
             written += plot.save_figure(fig, out_dir / "performance")
         elif fig_name == "working_language":
             wl_langs = set(map(str, table.loc[(table["probe"] == "working_language")
                                               & (table["metric"] == "eq1_python_share"), "language"].dropna()))
-            fig = plot.plot_working_language(table, stages={k: v for k, v in stages.items() if k in wl_langs} or None)
+            if language is not None:
+                wl_langs &= {language}
+            fig = plot.plot_working_language(table, stages={k: v for k, v in stages.items() if k in wl_langs} or None,
+                                             languages=sorted(wl_langs) if language is not None else None, x=x)
             written += plot.save_figure(fig, out_dir / "working_language")
         elif fig_name == "lape":
-            written += plot.save_figure(plot.plot_lape_counts(table), out_dir / "lape_counts")
+            written += plot.save_figure(plot.plot_lape_counts(table, x=x), out_dir / "lape_counts")
             written += plot.save_figure(plot.plot_lape_layers(table), out_dir / "lape_layers")
         elif fig_name == "heatmap":
             wl = table[(table["probe"] == "working_language") & (table["metric"] == "logp_target")
                        & table["layer"].notna()]
             for lang in sorted(map(str, wl["language"].dropna().unique())):
+                if language is not None and lang != language:
+                    continue
                 fig = plot.plot_layer_heatmap(table, language=lang)
                 written += plot.save_figure(fig, out_dir / f"heatmap_{lang}")
         else:
@@ -116,6 +141,11 @@ def run(args: argparse.Namespace) -> int:
             return _error(f"{out}: no rows for figure(s) {', '.join(missing)} (performance needs metric "
                           f"{args.metric!r} of probe {probe!r}; working_language and heatmap need the "
                           "working_language probe; lape the lape probe)")
+    if args.language is not None:
+        langs = figure_languages(table, figures, metric=args.metric, probe=probe)
+        if args.language not in langs:
+            return _error(f"--language {args.language}: the table has no rows for it in figure(s) {', '.join(figures)}; "
+                          f"languages: {', '.join(langs) or 'none'}")
     stages = None
     stages_path = Path(args.stages) if args.stages else out / "stages.json"
     if stages_path.exists():
@@ -128,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out_dir) if args.out_dir else out / "figures"
     try:
         written = make_figures(table, figures, out_dir, metric=args.metric, probe=probe, language=args.language,
-                               stages=stages)
+                               stages=stages, x=args.x)
     except ValueError as exc:
         return _error(str(exc))
     for path in written:
@@ -144,6 +174,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out-dir", help="where to write the figures (default OUT/figures)")
     p.add_argument("--metric", default="line_acc", help="performance metric (default line_acc)")
     p.add_argument("--probe", default="babel", help="probe of the performance metric (default babel; 'any')")
-    p.add_argument("--language", help="language of the performance figure (default: first non-Python)")
+    p.add_argument("--language", help="target language of the performance, working-language and heatmap figures "
+                                      "(default: the performance figure's first non-Python language, every language "
+                                      "in the others)")
+    p.add_argument("--x", choices=("step", "tokens"), default="step", help="x axis of every figure (default step)")
     p.add_argument("--stages", help="stages JSON to shade (default OUT/stages.json when present)")
     p.set_defaults(func=run)

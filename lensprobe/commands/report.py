@@ -5,9 +5,12 @@
     lensprobe plot sweeps/php
     lensprobe report sweeps/php                   # -> sweeps/php/report/index.html
 
-Inlines ``figures/*.png`` (data URIs), the stages of ``stages.json``, ``recommendation.yaml``,
-a summary of ``results/`` and ``commands.json``, and the versions of the software used. The file
-references nothing outside itself: mail it, attach it, open it offline.
+A summary first (transfer against the control split and the body prior, the working language's
+drift with its interval and prompts, LAPE against its null, the stages and what their confidence
+means, the data-mix recommendation with its interval), then ``figures/*.png`` (inlined as data
+URIs), then the tables; commands, settings, software versions and the raw table overview at the
+end, collapsed. The file references nothing outside itself: mail it, attach it, open it offline.
+A directory without sweep results (``results/``) is an error (exit code 2).
 """
 from __future__ import annotations
 
@@ -26,8 +29,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         path = write_report(run_dir, out=args.out, title=args.title)
-    except (ValueError, OSError) as exc:
-        print(f"error: {run_dir}: {exc}", file=sys.stderr)
+    except (ValueError, OSError) as exc:  # e.g. no sweep results: a one-line error, no empty report
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     print(path)
     return 0

@@ -123,9 +123,11 @@ def test_bad_arguments():
 
 def test_report_says_what_a_confidence_means(tmp_path):
     from lensprobe.present.report import write_report
+    from lensprobe.testing.tables import write_sweep
 
     res = detect_stages(STEPS, planted_three_stage(STEPS, np.random.default_rng(6)), n_boot=20, language="php")
+    write_sweep(tmp_path)  # a report summarises a sweep table
     (tmp_path / "stages.json").write_text(json.dumps({"php": res.to_dict()}))
     page = write_report(tmp_path).read_text()
-    stages_part = page[page.index("<h2>Stages</h2>"):]
+    stages_part = page[page.index("<h3>Stages</h3>"):]
     assert "confidence is the share of bootstrap replicas" in stages_part and "not the probability" in stages_part
