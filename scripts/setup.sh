@@ -10,6 +10,8 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 TORCH_SPEC=${TORCH_SPEC:-torch==2.13.0}
 APT_PACKAGES="php-cli golang-go golang-github-stretchr-testify-dev g++ libssl-dev mono-mcs mono-runtime bubblewrap util-linux"
+# headless Chromium and its driver: the report's browser test (selenium drives /usr/bin/chromedriver; nothing is downloaded)
+APT_PACKAGES="$APT_PACKAGES chromium chromium-driver"
 
 if [ "${SKIP_APT:-0}" != "1" ]; then
   SUDO=""
