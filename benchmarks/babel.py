@@ -17,6 +17,8 @@ half-width of the mean):
 
     .venv/bin/python benchmarks/babel.py --out runs/babel-bench --seeds 3
     .venv/bin/python benchmarks/babel.py --out runs/babel-quick --quick      # shipped base, short runs
+    .venv/bin/python benchmarks/babel.py --out runs/down-0.001 --seeds 3 --python-share 0.001 --base B0 B1 B2
+    .venv/bin/python benchmarks/babel.py --down runs/down-0.001 runs/down-0.01 runs/babel-bench   # the down table
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lensprobe.babel.down import down_row  # noqa: E402
 from lensprobe.babel.rows import summary_rows  # noqa: E402
 from lensprobe.demo import DEFAULT, QUICK, DemoSettings, run_demo  # noqa: E402
 from lensprobe.sweep import read_sweep  # noqa: E402
@@ -85,9 +88,49 @@ def curves(table: pd.DataFrame) -> pd.DataFrame:
     return out.reset_index()
 
 
+def python_share_of(out: Path) -> float:
+    """Python's share of the continual runs' token budgets in a benchmark output (run.json of each run)."""
+    shares = set()
+    for meta in sorted((out / "runs").glob("php-seed*/run.json")):
+        budgets = json.loads(meta.read_text())["budgets"]
+        shares.add(round(budgets.get("python", 0) / sum(budgets.values()), 6))
+    if len(shares) != 1:
+        raise ValueError(f"{out}: continual runs with Python shares {sorted(shares)} (expected one)")
+    return shares.pop()
+
+
+def down_table(outs: list[Path]) -> pd.DataFrame:
+    """The "down" table (docs/babel.md): one row per benchmark output (one Python share each)."""
+    rows = []
+    for out in outs:
+        stages = json.loads((out / "stages.json").read_text())["php"]
+        rows.append(down_row(read_sweep(out), stages=stages, python_share=python_share_of(out)).to_dict())
+    return pd.DataFrame(rows).sort_values("python_share").reset_index(drop=True)
+
+
+def print_down(table: pd.DataFrame) -> None:
+    f = lambda v, hw=None: ("nan" if pd.isna(v) else f"{v:.2f}") + ("" if hw is None or pd.isna(hw) else f" ± {hw:.2f}")  # noqa: E731
+    for r in table.itertuples():
+        print(f"\n== Python share {r.python_share:.4%} ({r.n_seeds} seeds, {r.last_step:g} steps)")
+        print(f"  PHP python_only: smoothed peak {f(r.php_po_peak)} at step {r.php_po_peak_step:g}, last {f(r.php_po_last, r.php_po_last_hw)}"
+              f" | control {f(r.control_last)}, body prior {f(r.prior_last)}"
+              f" | minus control {f(r.po_minus_control_last, r.po_minus_control_last_hw)}, minus prior "
+              f"{f(r.po_minus_prior_last, r.po_minus_prior_last_hw)}")
+        print(f"  Python python_only: {f(r.python_po_first)} at step 0, min {f(r.python_po_min)} at step "
+              f"{r.python_po_min_step:g}, last {f(r.python_po_last, r.python_po_last_hw)}")
+        print(f"  lens Python share (python_only, generated prompts): first {f(r.lens_py_first)} (n {r.n_lens_first:g}), "
+              f"last {f(r.lens_py_last)} (n {r.n_lens_last:g})")
+        print(f"  stages (confidence): {r.stages}")
+        print(f"  PHP smoothed peak -> end {f(r.php_drop, r.php_drop_hw)}; Python over the same steps {f(r.python_change, r.python_change_hw)}"
+              f" => {r.verdict}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out")
+    ap.add_argument("--down", nargs="+", metavar="DIR", default=None,
+                    help="print the 'down' table of finished outputs of this benchmark (one per Python share; "
+                         "trains nothing) and write it to --out if given (CSV)")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="the demo's --quick sizes (shipped base)")
     ap.add_argument("--demo-sizes", action="store_true", help="the default demo's sizes instead of the recipes'")
@@ -97,6 +140,14 @@ def main() -> int:
                     help="Python's share of the continual run's tokens (0 < S < 1; the paper's ~0.001); "
                          "default: the sizes' own (recipe: 250,000 of 4,950,000 = 5.05%%)")
     args = ap.parse_args()
+    if args.down:
+        table = down_table([Path(d) for d in args.down])
+        print_down(table)
+        if args.out:
+            table.to_csv(args.out, index=False)
+        return 0
+    if not args.out:
+        ap.error("--out is required (unless --down)")
     settings = QUICK if args.quick else (DEFAULT if args.demo_sizes else RECIPE_SIZES)
     if args.python_share is not None:
         try:
