@@ -1,7 +1,9 @@
 """Weight identity: safetensors header validation and a content hash of a checkpoint's tensors.
 
 The hash is persisted (the sweep's resume key includes it): its bytes must never change
-(docs/checkpoints.md, "Weight hashes").
+(docs/checkpoints.md, "Weight hashes"). The pass that hashes every tensor also counts its
+non-finite values (NaN, +-inf) in floating tensors, so a checkpoint with a NaN weight is caught
+without reading it twice (docs/checkpoints.md, "Broken checkpoints").
 """
 from __future__ import annotations
 
@@ -9,14 +11,17 @@ import hashlib
 import json
 import math
 import struct
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 
 from .errors import CheckpointError
 
-__all__ = ["read_safetensors_header", "weight_hash", "state_dict_hash"]
+__all__ = ["read_safetensors_header", "weight_hash", "scan_weights", "WeightScan", "state_dict_hash",
+           "nonfinite_tensors", "describe_nonfinite"]
 
 _ST_DTYPE_SIZES: dict[str, float] = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1,
@@ -34,6 +39,9 @@ for _name, _st in (("float8_e5m2", "F8_E5M2"), ("float8_e4m3fn", "F8_E4M3"), ("u
         _TORCH_TO_ST[getattr(torch, _name)] = _st
 _MAX_HEADER = 100 * 2**20
 _CHUNK = 8 * 2**20
+# floating safetensors dtypes whose values are checked for NaN / inf while hashing (numpy: fast enough
+# to add little to the hash's own cost; bfloat16 by its exponent bits, all ones for NaN and inf)
+_ST_FLOAT: dict[str, str] = {"F16": "float16", "BF16": "bfloat16", "F32": "float32", "F64": "float64"}
 
 
 def read_safetensors_header(path: str | Path) -> tuple[dict[str, dict[str, Any]], int]:
@@ -100,18 +108,56 @@ def _combine(entries: list[tuple[str, str, list[int], str]], where: str) -> str:
     return top.hexdigest()
 
 
-def weight_hash(files: Sequence[str | Path]) -> str:
-    """Content hash of the tensors in safetensors ``files`` (one checkpoint, all shards).
+@dataclass(frozen=True)
+class WeightScan:
+    """What one read of a checkpoint's tensors gives: the :func:`weight_hash` and, per floating
+    tensor holding any, the number of non-finite values (NaN, +-inf)."""
 
-    Each tensor contributes ``(name, dtype, shape, blake2b(raw bytes))``; the tensors are combined
-    sorted by name, so the hash ignores shard layout, tensor order and the ``__metadata__`` block,
-    but changes with any weight byte, dtype (a bf16 copy of fp32 weights hashes differently) or
-    tensor name. Files are streamed in 8 MiB chunks; 32 hex characters (128 bits).
-    """
+    hash: str
+    nonfinite: dict[str, int] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+def describe_nonfinite(nonfinite: dict[str, int], sizes: dict[str, int] | None = None) -> str:
+    """``tensor 'a' has 3 NaN/inf values (of 1024), and 2 more tensors ('b', 'c')``."""
+    names = sorted(nonfinite)
+    first = names[0]
+    of = f" (of {sizes[first]})" if sizes and first in sizes else ""
+    text = f"tensor {first!r} has {nonfinite[first]} NaN/inf value(s){of}"
+    rest = names[1:]
+    if rest:
+        shown = ", ".join(repr(n) for n in rest[:3]) + (", ..." if len(rest) > 3 else "")
+        text += f", and {len(rest)} more tensor(s) ({shown})"
+    return text
+
+
+def _count_nonfinite(raw: memoryview, dtype: str) -> int:
+    if dtype == "bfloat16":
+        exponent = np.frombuffer(raw, dtype="<u2") & np.uint16(0x7F80)
+        bad = exponent == np.uint16(0x7F80)
+    else:
+        bad = ~np.isfinite(np.frombuffer(raw, dtype=np.dtype(dtype).newbyteorder("<")))
+    return int(np.count_nonzero(bad)) if bad.any() else 0
+
+
+def _read_full(fh: Any, view: memoryview, n: int, file: Path, name: str) -> None:
+    got = 0
+    while got < n:
+        k = fh.readinto(view[got:n])
+        if not k:
+            raise CheckpointError(f"{file}: truncated while reading tensor {name!r}")
+        got += k
+
+
+def scan_weights(files: Sequence[str | Path]) -> WeightScan:
+    """Read a checkpoint's safetensors ``files`` once: the :func:`weight_hash` and the non-finite
+    value counts of its floating tensors (F16, BF16, F32, F64)."""
     files = [Path(f) for f in files]
     if not files:
         raise CheckpointError("weight_hash: no safetensors files given")
     entries: list[tuple[str, str, list[int], str]] = []
+    nonfinite: dict[str, int] = {}
+    sizes: dict[str, int] = {}
     buf = bytearray(_CHUNK)
     view = memoryview(buf)
     for file in files:
@@ -121,15 +167,33 @@ def weight_hash(files: Sequence[str | Path]) -> str:
                 begin, end = info["data_offsets"]
                 fh.seek(start + begin)
                 h = _digest()
+                fdtype = _ST_FLOAT.get(info["dtype"])
+                bad = 0
                 remaining = end - begin
                 while remaining:
-                    got = fh.readinto(view[: min(remaining, _CHUNK)])
-                    if not got:
-                        raise CheckpointError(f"{file}: truncated while reading tensor {name!r}")
-                    h.update(view[:got])
-                    remaining -= got
+                    n = min(remaining, _CHUNK)  # a multiple of the item size: whole values per chunk
+                    _read_full(fh, view, n, file, name)
+                    h.update(view[:n])
+                    if fdtype is not None:
+                        bad += _count_nonfinite(view[:n], fdtype)
+                    remaining -= n
+                if bad:
+                    nonfinite[name] = bad
+                    sizes[name] = int(math.prod(info["shape"]))
                 entries.append((name, info["dtype"], info["shape"], h.hexdigest()))
-    return _combine(entries, str(files[0].parent))
+    return WeightScan(_combine(entries, str(files[0].parent)), nonfinite, sizes)
+
+
+def weight_hash(files: Sequence[str | Path]) -> str:
+    """Content hash of the tensors in safetensors ``files`` (one checkpoint, all shards).
+
+    Each tensor contributes ``(name, dtype, shape, blake2b(raw bytes))``; the tensors are combined
+    sorted by name, so the hash ignores shard layout, tensor order and the ``__metadata__`` block,
+    but changes with any weight byte, dtype (a bf16 copy of fp32 weights hashes differently) or
+    tensor name. Files are streamed in 8 MiB chunks; 32 hex characters (128 bits).
+    :func:`scan_weights` gives the same hash and the non-finite counts.
+    """
+    return scan_weights(files).hash
 
 
 def state_dict_hash(state_dict: dict[str, torch.Tensor], where: str) -> str:
@@ -145,3 +209,16 @@ def state_dict_hash(state_dict: dict[str, torch.Tensor], where: str) -> str:
         entries.append((name, st, list(t.shape), h.hexdigest()))
     return _combine(entries, where)
 
+
+
+def nonfinite_tensors(state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, int], dict[str, int]]:
+    """Per floating tensor of ``state_dict`` holding any, its number of NaN/inf values; and the sizes."""
+    counts: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    for name, t in state_dict.items():
+        if t.is_floating_point() and t.numel():
+            finite = torch.isfinite(t)
+            if not bool(finite.all()):
+                counts[name] = int(finite.numel() - finite.sum())
+                sizes[name] = int(t.numel())
+    return counts, sizes

@@ -81,3 +81,51 @@ def test_file_corrupted_after_discovery_is_skipped_during_iteration(tmp_path, to
     assert seen == ["checkpoint-1", "checkpoint-3"]
     assert [c.name for c in series.broken] == ["checkpoint-2"]
     assert len(series) == 2
+
+
+def _poison(ckpt, name, value, index=(0, 0)):
+    from safetensors.torch import load_file, save_file
+
+    f = ckpt / "model.safetensors"
+    state = load_file(str(f))
+    state[name][index] = value
+    save_file(state, str(f), metadata={"format": "pt"})
+    return name
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_weights_mark_the_checkpoint_broken_naming_the_tensor(tmp_path, tools, value):
+    run = tools.build_run(tmp_path / "run", "gpt2", [1, 2, 3])
+    name = _poison(run / "checkpoint-2", "transformer.h.1.mlp.c_fc.weight", value)
+    with pytest.warns(CheckpointWarning, match="non-finite weights"):
+        series = CheckpointSeries(run)
+    assert [c.name for c in series] == ["checkpoint-1", "checkpoint-3"]
+    (bad,) = series.broken
+    assert bad.name == "checkpoint-2" and f"tensor {name!r} has 1 NaN/inf value(s) (of 4096)" in bad.reason
+    assert str(run / "checkpoint-2") in bad.reason
+    assert series.to_dataframe().set_index("name").loc["checkpoint-2", "status"] == "broken"
+    # not hashed up front: found when the checkpoint is read, before it reaches the model
+    lazy = CheckpointSeries(run, hash_weights=False)
+    with pytest.warns(CheckpointWarning, match=f"non-finite weights: tensor {name!r}"):
+        seen = [c.name for c, _ in lazy.iter_models(check_lens=False)]
+    assert seen == ["checkpoint-1", "checkpoint-3"] and [c.name for c in lazy.broken] == ["checkpoint-2"]
+
+
+def test_the_finiteness_check_counts_every_float_dtype_and_keeps_the_hash(tmp_path):
+    from safetensors.torch import save_file
+
+    from lensprobe.checkpoints.hashing import scan_weights, weight_hash
+
+    tensors = {"f32": torch.randn(3, 5), "bf16": torch.randn(4, 4).bfloat16(), "f16": torch.randn(7).half(),
+               "f64": torch.randn(2, 2).double(), "ids": torch.arange(6)}
+    save_file(tensors, str(tmp_path / "ok.safetensors"))
+    clean = scan_weights([tmp_path / "ok.safetensors"])
+    assert clean.nonfinite == {} and clean.hash == weight_hash([tmp_path / "ok.safetensors"])
+    tensors["f32"][1, 2] = float("nan")
+    tensors["bf16"][0, :3] = float("-inf")
+    tensors["f16"][6] = float("inf")
+    tensors["f64"][1, 1] = float("nan")
+    save_file(tensors, str(tmp_path / "bad.safetensors"))
+    bad = scan_weights([tmp_path / "bad.safetensors"])
+    want = {k: int((~torch.isfinite(v.float())).sum()) for k, v in tensors.items() if v.is_floating_point()}
+    assert bad.nonfinite == want == {"f32": 1, "bf16": 3, "f16": 1, "f64": 1}
