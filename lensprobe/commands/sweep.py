@@ -6,13 +6,20 @@
         --probe babel:splits=runs/babel/splits.json,languages=python+php,execute=false \\
         --probe functional:problems=humaneval-php.jsonl,family=multipl-e,max_new_tokens=128
 
-Results go to ``OUT/results/<run>__<checkpoint>.parquet`` (one atomic file per checkpoint). Re-running the
-same command skips finished checkpoints; changing a probe's settings recomputes them. Sharding:
+Results go to ``OUT/results/<run>__<checkpoint>__<probe>-<settings hash>.parquet`` (one atomic file per
+checkpoint and probe configuration). Re-running the same command skips what is done; a sweep with other probes
+adds to the directory; changing a probe's settings recomputes (and replaces) its rows. Two sweeps into one
+directory at once share the work (one lock per checkpoint and probe). Sharding:
 ``accelerate launch --num_processes N -m lensprobe.cli sweep ...`` (each rank takes every N-th
 checkpoint, read from RANK / WORLD_SIZE). Each probe's keys are listed below and by
 ``lensprobe sweep --list-probes``.
 
-Exit codes: 0 all checkpoints done, 1 some checkpoints failed (re-run to retry them), 2 bad input.
+Without --tokenizer, a checkpoint whose tokenizer differs from the one most checkpoints share is skipped;
+with it, the given tokenizer is used for every checkpoint.
+
+Exit codes: 0 every checkpoint done; 1 a checkpoint failed (a probe raised, or the model produced NaN/inf
+activations: re-run to retry) or was skipped (unreadable, truncated or missing weights, NaN/inf weights,
+another tokenizer), each named in the final summary, the others' rows written all the same; 2 bad input.
 """
 from __future__ import annotations
 
@@ -77,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
             series = series.select(steps=args.steps, every=args.every)
     except (CheckpointError, ValueError, KeyError, FileNotFoundError) as exc:
         return _error(f"{path}: {exc.args[0] if isinstance(exc, KeyError) and exc.args else exc}")
+    if args.tokenizer is None:  # the shared tokenizer, not that of a first checkpoint that differs
+        series.exclude_foreign_tokenizers()
     try:
         tokenizer = series.tokenizer(args.tokenizer, required=False)
     except CheckpointError as exc:
@@ -95,16 +104,32 @@ def run(args: argparse.Namespace) -> int:
     if not isinstance(dtype, torch.dtype):
         return _error(f"--dtype {args.dtype!r} is not a torch dtype (float32, bfloat16, float16)")
     try:
-        result = run_sweep(series, probes, out_dir=args.out, tokenizer=tokenizer, device=device, dtype=dtype,
+        # the given tokenizer for every checkpoint; none given: the series' (others' are skipped)
+        result = run_sweep(series, probes, out_dir=args.out, tokenizer=tokenizer if args.tokenizer else None,
+                           device=device, dtype=dtype,
                            progress=not (args.no_progress or args.quiet), prefetch=not args.no_prefetch,
                            fail_fast=args.fail_fast, log=None if args.quiet else print)
     except CheckpointError as exc:
         return _error(str(exc))
     print(f"sweep: {len(result.computed)} computed, {len(result.skipped)} already done, "
-          f"{len(result.failed)} failed in {result.seconds:.1f}s -> {Path(args.out) / 'results'}")
-    for name, reason in result.failed:
-        print(f"  failed: {name}: {reason}", file=sys.stderr)
-    return 1 if result.failed else 0
+          f"{len(result.failed)} failed, {len(result.broken)} skipped in {result.seconds:.1f}s "
+          f"-> {Path(args.out) / 'results'}")
+    print_problems(result.problems(), "sweep")
+    return 0 if result.ok else 1
+
+
+def skipped_checkpoints(series: Any) -> list[tuple[str, str]]:
+    """The checkpoints of ``series`` that were not processed (broken, or another tokenizer), with why."""
+    return [(c.name, f"skipped: {c.reason or 'broken'}") for c in series.broken]
+
+
+def print_problems(problems: list[tuple[str, str]], command: str) -> None:
+    """The final summary of what was not processed (stderr): one line per checkpoint, with why."""
+    if not problems:
+        return
+    print(f"{command}: {len(problems)} checkpoint(s) not processed (exit status 1):", file=sys.stderr)
+    for name, reason in problems:
+        print(f"  {name}: {reason}", file=sys.stderr)
 
 
 #: the epilog of ``--help``, replaced by every probe's keys when the help is printed

@@ -80,7 +80,9 @@ def test_shards_from_environment_partition_checkpoints(tiny_run, tmp_path, monke
     assert "3 checkpoints" not in todo[0]
     assert "on rank 0/2, 0 already done, 2 to run" in todo[0]   # checkpoints 0 and 10
     assert "on rank 1/2, 0 already done, 1 to run" in todo[1]   # checkpoint 5
-    assert len(list((out / "results").glob("*.parquet"))) == 3
+    # one file per checkpoint and probe configuration, and one of the run's log rows per checkpoint
+    assert len(list((out / "results").glob("*__working_language-*.parquet"))) == 3
+    assert len(list((out / "results").glob("*__log.parquet"))) == 3
     assert sorted(read_sweep(out)["step"].unique()) == [0, 5, 10]
     monkeypatch.setenv("RANK", "0")
     monkeypatch.setenv("WORLD_SIZE", "1")
