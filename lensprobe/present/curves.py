@@ -152,13 +152,15 @@ def performance_curves(table: pd.DataFrame, *, metric: str = "line_acc", probe: 
 
 def share_curve(table: pd.DataFrame, *, metric: str = "eq1_python_share", probe: str | None = "working_language",
                 by_identifier: bool = False, languages: Sequence[str] | None = None, x: str = "step") -> pd.DataFrame:
-    """A working-language share over steps: columns ``key, step, x, value, n, lo, hi, runs``.
+    """A working-language share over steps: columns ``key, step, x, value, n, kept, lo, hi, runs``.
 
     ``key`` is the language (suite-level rows: ``identifier`` empty, Eq.1 over every identifier's
     prompts) or, with ``by_identifier``, the identifier (and Babel suites' pooled ``<split>:*`` rows).
     ``value`` is the mean over the runs with a finite share, ``n`` the prompts behind them (summed);
     the interval is Wilson's on those ``n`` prompts — the prompt, not the (prompt, layer) cell, is the
-    unit, since one prompt's layers are not independent. A point without a kept prompt is NaN."""
+    unit, since one prompt's layers are not independent. ``kept`` counts the prompts of every row,
+    NaN shares included: a share is NaN when no prompt is kept, or when no kept prompt's lens ranks
+    either identifier first at any counted layer (docs/suites.md)."""
     df = _frame(table)
     sel = df[df["metric"] == metric]
     if probe is not None:
@@ -176,16 +178,18 @@ def share_curve(table: pd.DataFrame, *, metric: str = "eq1_python_share", probe:
         sel = sel[pooled]
     key = "identifier" if by_identifier else "language"
     xcol = x_column(sel, x)
-    n = pd.to_numeric(sel["n"], errors="coerce").astype(float)
-    sel = sel.assign(key=sel[key].astype("object"), n=np.where(sel["value"].notna(), n.fillna(0.0), 0.0),
+    n = pd.to_numeric(sel["n"], errors="coerce").astype(float).fillna(0.0)
+    sel = sel.assign(key=sel[key].astype("object"), n=np.where(sel["value"].notna(), n, 0.0), kept=n,
                      x=sel[xcol], finite=sel["value"].notna())
     group = ["key", "step"] if "step" in sel.columns else ["key", "x"]
-    out = sel.groupby(group, dropna=False).agg(value=("value", "mean"), n=("n", "sum"), runs=("finite", "sum"),
+    out = sel.groupby(group, dropna=False).agg(value=("value", "mean"), n=("n", "sum"), kept=("kept", "sum"),
+                                               runs=("finite", "sum"),
                                                x=("x", "mean" if xcol != "checkpoint" else "first")).reset_index()
     if "step" not in out.columns:
         out["step"] = np.nan
     out["lo"], out["hi"] = wilson_interval(out["value"], out["n"])
-    return out[["key", "step", "x", "value", "n", "lo", "hi", "runs"]].sort_values(["key", "step"]).reset_index(drop=True)
+    cols = ["key", "step", "x", "value", "n", "kept", "lo", "hi", "runs"]
+    return out[cols].sort_values(["key", "step"]).reset_index(drop=True)
 
 
 def layer_curves(table: pd.DataFrame, *, metrics: Sequence[str] = ("share_python_top1", "share_target_top1"),

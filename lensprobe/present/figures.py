@@ -214,8 +214,9 @@ def plot_working_language(table: pd.DataFrame, *, metric: str = "eq1_python_shar
 
     (b): ``metric`` (Eq.1 Python share) over checkpoints per target language (suite-level rows: all
     identifiers' prompts; ``by_identifier``: one line per identifier) with a 95% Wilson band on the
-    prompts kept; the number of prompts ``n`` is written under every point; points with ``n < few``
-    are hollow; a share with no prompt kept is NaN: a gap in the line and an ``x`` (docs/suites.md).
+    prompts kept; the number of prompts kept is written under every point; points with ``n < few``
+    are hollow; a share without a kept prompt, or whose kept prompts' lens never ranks either
+    identifier first at a counted layer, is NaN: a gap in the line and an ``x`` (docs/suites.md).
     ``stages`` ({language: StageResult or its dict}) are shaded when there is one language.
     """
     if isinstance(few, bool) or not isinstance(few, int) or few < 0:
@@ -253,7 +254,7 @@ def plot_working_language(table: pd.DataFrame, *, metric: str = "eq1_python_shar
         weak = g[(g["n"] < few) & g["value"].notna()]
         n_few += len(weak)
         ax.scatter(weak["x"], weak["value"], s=24, facecolors="white", edgecolors=color, zorder=3)
-        empty = g[g["value"].isna()]  # no prompt kept: a gap in the line, an x on the axis
+        empty = g[g["value"].isna()]  # no share: a gap in the line, an x under it
         n_none += len(empty)
         if len(empty):  # just under the data, in the strip of prompt counts
             ax.scatter(empty["x"], np.full(len(empty), -0.035), marker="x", s=22, color=color, zorder=3,
@@ -265,7 +266,8 @@ def plot_working_language(table: pd.DataFrame, *, metric: str = "eq1_python_shar
     fig.canvas.draw()  # lay the figure out: label positions below are measured in pixels
     for i, g, color, key in n_labels:
         last = -np.inf
-        for xv, nv in sorted(zip(g["x"], g["n"]), reverse=True):  # right to left: the last checkpoint keeps its n
+        shown = np.where(g["value"].notna(), g["n"], g["kept"])  # NaN shares: the prompts kept anyway
+        for xv, nv in sorted(zip(g["x"], shown), reverse=True):  # right to left: the last checkpoint keeps its n
             px = ax.transData.transform((float(xv), 0.0))[0]
             if abs(last - px) < 13:
                 continue
@@ -286,7 +288,7 @@ def plot_working_language(table: pd.DataFrame, *, metric: str = "eq1_python_shar
         labels.append(f"n < {few} prompts")
     if n_none:
         handles.append(Line2D([], [], ls="", marker="x", ms=4, color="0.4"))
-        labels.append("no prompt kept (NaN)")
+        labels.append("no share (NaN): no prompt kept\nor no counted top-1 in either set")
     for h, lab in stage_handles(stage_source):
         handles.append(h)
         labels.append(lab)

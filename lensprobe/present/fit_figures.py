@@ -36,18 +36,24 @@ def plot_predicted_vs_actual(result, *, ax=None):
     return ax
 
 
-def plot_share_curve(share, *, fit=None, ax=None):
-    """Eq.2 share over steps (clipped points marked), with an optional log-linear fit."""
-    import seaborn as sns
+def plot_share_curve(share, *, fit=None, ax=None, x_values=None):
+    """Eq.2 share over steps (points clipped to [0, 1] in grey), with an optional log-linear fit.
+
+    The x axis is the figures' one (:func:`lensprobe.present.axes.set_x_axis`), its scale decided by
+    ``x_values`` (e.g. the checkpoints' steps, so panels side by side agree) or by the logged steps."""
+    from lensprobe.present.axes import set_x_axis
 
     ax = _ax(ax)
     df = share.to_dataframe()
-    sns.scatterplot(data=df, x="step", y="share", hue="clipped", ax=ax, s=16, palette={False: "C0", True: "0.7"})
+    for clipped, color, label in ((False, "C0", "Eq.2 share"), (True, "0.7", "clipped to [0, 1]")):
+        d = df[df["clipped"] == clipped]
+        if len(d):
+            ax.scatter(d["step"], d["share"], s=16, color=color, label=label)
     if fit is not None:
         xs = np.geomspace(max(df["step"].min(), 1), df["step"].max(), 200)
         ax.plot(xs, fit.predict(xs), color="C1", label=str(fit).split("  (")[0])
-        ax.legend(fontsize=8)
-    ax.set_xscale("log")
+    ax.legend(fontsize=8)
+    set_x_axis(ax, df["step"] if x_values is None else x_values)
     ax.set_ylabel("estimated Python-system share (Eq.2)")
     return ax
 

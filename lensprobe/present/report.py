@@ -243,12 +243,12 @@ def _working_language_finding(table: pd.DataFrame) -> tuple[str | None, list[dic
             total = kept.get((lang, r.step), np.nan)
             rows.append({"language": lang, "step": fmt_number(r.step, digits=0), "tokens": fmt_number(tokens.get(r.step), digits=0),
                          "Eq. 1 Python share (95% CI)": fmt_interval(r.value, r.lo, r.hi),
-                         "prompts kept": fmt_number(r.n, digits=0) + (f" of {fmt_number(total, digits=0)}" if np.isfinite(total) else "")})
+                         "prompts kept": fmt_number(r.kept, digits=0) + (f" of {fmt_number(total, digits=0)}" if np.isfinite(total) else "")})
         finite = g[g["value"].notna()]
         if finite.empty:
-            texts.append(f"<b>Working language ({_esc(lang)}).</b> No prompt kept at any of {len(g)} checkpoints: "
-                         "the model never generates the target identifiers, so Eq. 1 (the paper's rule) is undefined; "
-                         "see the <code>*_all_prompts</code> rows.")
+            texts.append(f"<b>Working language ({_esc(lang)}).</b> No Eq. 1 share at any of {len(g)} checkpoints: "
+                         "no prompt kept (the model never writes the target identifiers) or no counted top-1 in "
+                         "either set, so Eq. 1 (the paper's rule) is undefined; see the <code>*_all_prompts</code> rows.")
             continue
         a, b = finite.iloc[0], finite.iloc[-1]
         if len(finite) == 1:
@@ -257,12 +257,15 @@ def _working_language_finding(table: pd.DataFrame) -> tuple[str | None, list[dic
             drift = f"{'rises' if b['value'] > a['value'] else 'falls'} by {abs(b['value'] - a['value']):.2f} (intervals disjoint)"
         else:
             drift = f"change {_signed(b['value'] - a['value'])}, within the intervals"
-        none = int(g["value"].isna().sum())
+        none = int((g["value"].isna() & (g["kept"] == 0)).sum())
+        uncounted = int((g["value"].isna() & (g["kept"] > 0)).sum())
         texts.append(
             f"<b>Working language ({_esc(lang)}).</b> Eq. 1 Python share {fmt_interval(a['value'], a['lo'], a['hi'])}, "
             f"n = {fmt_number(a['n'], digits=0)} prompts, at step {fmt_number(a['step'], digits=0)} → "
             f"{fmt_interval(b['value'], b['lo'], b['hi'])}, n = {fmt_number(b['n'], digits=0)}, at step {fmt_number(b['step'], digits=0)}: "
             f"{drift}" + (f"; no prompt kept at {none} of {len(g)} checkpoints (share undefined there)" if none else "")
+            + (f"; at {uncounted} more the kept prompts' lens never ranks either identifier first at a counted "
+               "layer (share undefined)" if uncounted else "")
             + ". Baseline: 0.5, no preference between the two languages' identifiers.")
     return " ".join(texts), rows
 

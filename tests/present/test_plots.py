@@ -199,7 +199,7 @@ def test_working_language_is_figure_3(paper):
     _assert_points_inside(ax)
     _no_raw_names(fig)
     assert [t.get_text() for t in ax.get_legend().get_texts()][:4] == ["php", "95% interval", "n < 10 prompts",
-                                                                       "no prompt kept (NaN)"]
+                                                                       "no share (NaN): no prompt kept\nor no counted top-1 in either set"]
 
 
 def test_working_language_without_layer_rows_is_one_panel():

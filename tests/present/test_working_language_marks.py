@@ -51,7 +51,7 @@ def test_points_on_few_prompts_are_hollow_and_labelled():
                and not np.allclose(c.get_facecolor()[0][:3], 1.0)]
     assert [tuple(np.asarray(c.get_offsets(), float)[:, 0]) for c in crosses] == [(60.0,)]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["php", "95% interval", "n < 10 prompts", "no prompt kept (NaN)"]
+    assert legend == ["php", "95% interval", "n < 10 prompts", "no share (NaN): no prompt kept\nor no counted top-1 in either set"]
 
 
 def test_threshold_is_an_option():
@@ -62,3 +62,16 @@ def test_threshold_is_an_option():
     assert "n < 0 prompts" not in [t.get_text() for t in ax.get_legend().get_texts()]
     with pytest.raises(ValueError, match="few"):
         plot.plot_working_language(_table(), few=-1)
+
+
+def test_a_share_without_a_counted_cell_shows_its_kept_prompts():
+    """Prompts kept but no layer's top-1 in either set: the share is NaN (an x), its n still shows the prompts."""
+    table = _table()
+    table.loc[(table.step == 60), "n"] = 4  # both seeds keep 4 prompts at step 60, yet the share stays NaN
+    ax = plot.plot_working_language(table).axes[0]
+    labels = {t.get_position()[0]: t.get_text() for t in ax.texts}
+    assert labels[60] == "8"
+    from lensprobe.present.curves import share_curve
+
+    row = share_curve(table).set_index("step").loc[60]
+    assert np.isnan(row["value"]) and row["n"] == 0 and row["kept"] == 8
