@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from lensprobe.files import FileLock, atomic_write_bytes, atomic_write_json
+from lensprobe.files import FileLock, atomic_write_bytes, atomic_write_json, remove_stale_temporaries
 from lensprobe.table import sort_table, to_table
 
 __all__ = ["RESULTS_DIR", "LOG_PROBE", "FORMAT", "UnitInfo", "unit_key", "unit_path", "log_path", "work_lock",
@@ -171,6 +171,9 @@ def commit_unit(out_dir: Path, *, run: str, checkpoint: str, probe: str, keep: I
     keep = set(keep)
     removed: list[Path] = []
     with commit_lock(out_dir, run, checkpoint, probe):
+        # nobody else writes this probe's files at this checkpoint now: a killed writer's temporaries are stale
+        remove_stale_temporaries(out_dir / RESULTS_DIR,
+                                 [re.escape(f"{_stem(run, checkpoint)}__{safe_name(probe)}-") + r"[0-9a-f]{16}\.parquet"])
         if df is not None and write is not None:
             write_unit(write.pop("path"), df, run=run, checkpoint=checkpoint, probe=probe, **write)
         ours: set[tuple] = set()
@@ -305,6 +308,7 @@ def record_sweep(out_dir: Path, *, run: str, probes: list[dict[str, Any]], check
 
     path = out_dir / "sweep.json"
     with FileLock(out_dir / RESULTS_DIR / ".sweep.json.lock"):
+        remove_stale_temporaries(out_dir, [r"sweep\.json"])
         try:
             old = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError):

@@ -22,8 +22,10 @@ result, equal to the one :func:`read_sweep` would read. The convenience function
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +38,7 @@ from lensprobe.checkpoints import CheckpointError, CheckpointInfo, CheckpointSer
 from lensprobe.engine.adapters import LoadedModel, get_adapter
 from lensprobe.engine.hooks import run_probes
 from lensprobe.engine.protocol import ModelProbe, Probe
-from lensprobe.files import FileLock, LockUnavailable
+from lensprobe.files import FileLock, LockUnavailable, remove_stale_temporaries
 from lensprobe.results import (LOG_PROBE, RESULTS_DIR, commit_lock, commit_unit, log_path, migrate_legacy,
                                read_sweep, record_sweep, restamp, stored_key, unit_key, unit_path, work_lock,
                                write_unit)
@@ -386,6 +388,11 @@ class _Units:
             with commit_lock(self.out_dir, self.run, info.name, self.probes[i].name):
                 if path.exists():
                     restamp(path, step=info.step, tokens=info.tokens)
+            lock = work_lock(self.out_dir, self.run, info.name, self.probes[i].name, self.hashes[i])
+            if self.locking and lock.path.exists():  # left by a killed sweep: free now, so remove it
+                with contextlib.suppress(LockUnavailable):
+                    if lock.acquire(blocking=False):
+                        lock.release()
 
 
 def _refresh_logs(out_dir: Path, series: CheckpointSeries, infos: Sequence[CheckpointInfo]) -> int:
@@ -400,6 +407,7 @@ def _refresh_logs(out_dir: Path, series: CheckpointSeries, infos: Sequence[Check
                                  tokens=info.tokens))
         path = log_path(out_dir, series.run, info.name)
         with commit_lock(out_dir, series.run, info.name, LOG_PROBE):
+            remove_stale_temporaries(out_dir / RESULTS_DIR, [re.escape(path.name)])
             if path.exists():
                 try:
                     old = pd.read_parquet(path)

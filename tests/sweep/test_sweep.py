@@ -97,15 +97,25 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_table(run_
     run_sweep(run_dir, [LastTokenNorm(), ParamSum()], out_dir=reference, progress=False, log=None)
     out = tmp_path / "killed"
     rng = random.Random(0)
+    record = out / "sweep.json"
     for _ in range(3):
+        started = record.stat().st_mtime_ns if record.exists() else None
         proc = _sweep_process(run_dir, out, sleep=0.3)
-        time.sleep(rng.uniform(2.0, 4.0))
+        deadline = time.time() + 120  # the kill lands while it sweeps: after it recorded itself in sweep.json
+        while time.time() < deadline and proc.poll() is None and \
+                (not record.exists() or record.stat().st_mtime_ns == started):
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.2, 2.5))
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         # only complete files are visible: every parquet there must be readable
         for f in (out / "results").glob("*.parquet"):
             pd.read_parquet(f)
-    done_before = {p.stem.split("__", 1)[1] for p in (out / "results").glob("*.parquet")}
+    from lensprobe.results import read_unit_info
+
+    units = [read_unit_info(p) for p in (out / "results").glob("*.parquet")]
+    names = lambda probe: {u.checkpoint for u in units if u is not None and u.probe == probe}  # noqa: E731
+    done_before = names("last_norm") & names("param_sum")    # every probe of the checkpoint written
     proc = _sweep_process(run_dir, out, sleep=0.0)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 0, stderr[-2000:]
@@ -115,6 +125,8 @@ def test_sigkill_at_random_moments_then_rerun_gives_the_uninterrupted_table(run_
     got, want = read_sweep(out), read_sweep(reference)
     assert not got.duplicated(subset=["checkpoint", "probe", "layer", "metric", "language"]).any()
     pd.testing.assert_frame_equal(got, want)
+    # what the kills left (half-written temporaries, lock files) is gone once the sweep is complete
+    assert [p.name for p in (out / "results").iterdir() if p.name.startswith(".")] == []
 
 
 def test_in_memory_sweep_returns_the_table_the_disk_sweep_writes(run_dir, tmp_path, monkeypatch):
