@@ -7,6 +7,9 @@
 * :func:`save_resume_state` / :func:`latest_resume_state` - ``<out>/resume/state-<step>/``
   (accelerate state + ``trainer.json``), also atomic; the last ``keep`` are kept.
 * :func:`truncate_log` - drop log lines beyond a resumed step (and a torn last line).
+* :func:`own_run_dir` / :func:`release_run_dir` - the training's lock on its run directory
+  (``.pretrain.lock``); taking it removes the hidden temporaries a killed run left behind
+  (docs/pretrain.md, "Temporaries after a kill").
 """
 from __future__ import annotations
 
@@ -18,10 +21,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from lensprobe.files import atomic_directory, atomic_write_json, atomic_write_text
+from lensprobe.files import (FileLock, LockUnavailable, atomic_directory, atomic_write_json, atomic_write_text,
+                             remove_stale_temporaries)
+
+from .config import ConfigError
 
 CHECKPOINT_RE = re.compile(r"^checkpoint-(\d+)$")
 STATE_RE = re.compile(r"^state-(\d+)$")
+RUN_LOCK = ".pretrain.lock"
+#: what the training writes atomically in its run directory (and ``resume/``): the names of the
+#: temporaries a kill can leave (``.<name>.<random>.tmp``, ``.<name>.old``)
+RUN_TEMPORARIES = (r"checkpoint-\d+", "tokenizer", "tokens", r"run\.json", r"config\.yaml", r"loss\.jsonl",
+                   r"val\.jsonl")
+RESUME_TEMPORARIES = (r"state-\d+",)
 
 
 # ---------------------------------------------------------------------------------- schedules
@@ -146,3 +158,53 @@ def append_log(path: str | Path, record: dict[str, Any]) -> None:
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(json.dumps(record) + "\n")
         fh.flush()
+
+
+# ---------------------------------------------------------------------------------- the run's lock
+_RUN_LOCKS: dict[Path, FileLock] = {}
+
+
+class RunDirectoryBusy(ConfigError):
+    """Another live training writes the run directory (the CLI's exit status 2, like a bad config)."""
+
+
+def own_run_dir(out: str | Path, *, log: Callable[[str], Any] | None = None) -> list[Path]:
+    """Take the run directory's lock (main process only), then remove what killed runs left.
+
+    The lock (``flock`` on ``<out>/.pretrain.lock``) is released by the kernel when its holder
+    dies, so holding it proves that no other live training writes here: the hidden temporaries
+    of :data:`RUN_TEMPORARIES` (in ``out``) and :data:`RESUME_TEMPORARIES` (in ``out/resume``)
+    are then stale, and removed. Raises :class:`RunDirectoryBusy` naming the holder when another
+    process trains into ``out``. Where the file system has no ``flock`` nothing is removed.
+    Released by :func:`release_run_dir` (or by the next call for ``out`` in this process, after
+    an exception ended a training). Returns the removed paths.
+    """
+    out = Path(out)
+    key = out.resolve()
+    earlier = _RUN_LOCKS.pop(key, None)
+    if earlier is not None:  # this process's own earlier training, ended by an exception
+        earlier.release()
+    lock = FileLock(out / RUN_LOCK, purpose="pretrain")
+    try:
+        got = lock.acquire(blocking=False)
+    except LockUnavailable as exc:
+        if log:
+            log(f"{exc}: leftovers of interrupted runs (hidden .*.tmp folders) are not removed")
+        return []
+    if not got:
+        raise RunDirectoryBusy(f"{out}: another training is writing this run directory "
+                               f"({lock.describe_holder()}); wait for it or stop it")
+    _RUN_LOCKS[key] = lock
+    removed = remove_stale_temporaries(out, RUN_TEMPORARIES) + \
+        remove_stale_temporaries(out / "resume", RESUME_TEMPORARIES)
+    if removed and log:
+        log(f"removed {len(removed)} temporary folder(s)/file(s) left by an interrupted run: "
+            + ", ".join(str(p.relative_to(out)) for p in removed[:6]) + (", ..." if len(removed) > 6 else ""))
+    return removed
+
+
+def release_run_dir(out: str | Path) -> None:
+    """Release :func:`own_run_dir`'s lock (removing the lock file)."""
+    lock = _RUN_LOCKS.pop(Path(out).resolve(), None)
+    if lock is not None:
+        lock.release()

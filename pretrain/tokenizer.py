@@ -18,11 +18,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
 from lensprobe.checkpoints.tokenizer import tokenizer_hash  # the one tokenizer identity, re-exported
-from lensprobe.files import atomic_write_json
+from lensprobe.files import atomic_write_json, owned_directory
 from lensprobe.languages import check_language
 
 EOS_TOKEN = "<|endoftext|>"
@@ -153,11 +154,13 @@ def train_tokenizer(corpus: Any, *, languages: Sequence[str], vocab_size: int = 
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        fast.save_pretrained(str(out))
-        sample_bytes = {lang: sum(len(t.encode("utf-8")) for t in texts[lang]) for lang in languages}
-        atomic_write_json(out / METADATA_FILE, {"settings": settings, "sample_bytes": sample_bytes,
-                                                "hash": tokenizer_hash(fast), "eos_token": EOS_TOKEN,
-                                                "vocab_size": len(fast)})
+        # one writer at a time; the metadata temporaries of a killed one are removed
+        with owned_directory(out, [re.escape(METADATA_FILE)], what="tokenizer"):
+            fast.save_pretrained(str(out))
+            sample_bytes = {lang: sum(len(t.encode("utf-8")) for t in texts[lang]) for lang in languages}
+            atomic_write_json(out / METADATA_FILE, {"settings": settings, "sample_bytes": sample_bytes,
+                                                    "hash": tokenizer_hash(fast), "eos_token": EOS_TOKEN,
+                                                    "vocab_size": len(fast)})
     return fast
 
 

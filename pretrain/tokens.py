@@ -12,12 +12,14 @@ The validation documents are taken first from each language's stream, the traini
 after them. Training takes whole documents until the requested number of tokens is reached (or the
 corpus is exhausted). Re-running with the same arguments, corpus and tokenizer hash reuses the
 files of every language that is already done (an interrupted run resumes by language); every file
-and the manifest are written atomically.
+and the manifest are written atomically. One process writes a store at a time (``.tokenize.lock``),
+and it removes the hidden temporaries a killed one left (docs/pretrain.md, "Temporaries after a kill").
 """
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -28,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from lensprobe.checkpoints.tokenizer import tokenizer_hash
-from lensprobe.files import atomic_write_json
+from lensprobe.files import atomic_write_json, new_file_mode, owned_directory
 from lensprobe.languages import check_language
 from lensprobe.token_counts import parse_token_count
 
@@ -168,6 +170,7 @@ class _SplitWriter:
     def __init__(self, out_dir: Path, name: str, dtype: np.dtype):
         self.final = out_dir / name
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=out_dir)
+        os.fchmod(fd, new_file_mode())  # like any file the user writes, not mkstemp's 0600
         self.tmp = Path(tmp)
         self.fh = os.fdopen(fd, "wb")
         self.dtype = dtype
@@ -216,6 +219,15 @@ def tokenize_corpus(corpus: Any, tokenizer: Any, out_dir: str | os.PathLike, *,
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # one writer per store; a killed one's temporaries (a language file half written) are removed
+    with owned_directory(out, [r"[a-z0-9_+#-]+(?:\.val)?\.bin", re.escape(MANIFEST)], what="tokenize"):
+        return _tokenize_corpus(corpus, tokenizer, out, tokens_per_language=tokens_per_language,
+                                validation_tokens_per_language=validation_tokens_per_language, filters=filters,
+                                batch_documents=batch_documents)
+
+
+def _tokenize_corpus(corpus: Any, tokenizer: Any, out: Path, *, tokens_per_language: Mapping[str, int | str | None],
+                     validation_tokens_per_language: int, filters: Any, batch_documents: int) -> TokenManifest:
     if not isinstance(tokens_per_language, Mapping) or not tokens_per_language:
         raise ValueError("tokenize_corpus: 'tokens_per_language' must be a non-empty mapping language -> tokens")
     if isinstance(validation_tokens_per_language, bool) or not isinstance(validation_tokens_per_language, int) \

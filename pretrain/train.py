@@ -40,8 +40,8 @@ from .mixture import MixtureSchedule
 from .models import build_model, load_model, n_params
 from .tokenizer import load_tokenizer, tokenizer_hash, train_tokenizer
 from .tokens import TokenStore, tokenize_corpus
-from .snapshots import (LRSchedule, append_log, latest_resume_state, prune_resume_states, snapshot_steps,
-                        truncate_log, write_checkpoint)
+from .snapshots import (LRSchedule, append_log, latest_resume_state, own_run_dir, prune_resume_states,
+                        release_run_dir, snapshot_steps, truncate_log, write_checkpoint)
 
 
 @dataclass
@@ -288,6 +288,8 @@ def train(cfg: PretrainConfig, out: str | Path, *, command: str | None = None, d
 
     # ---- run directory: refuse incompatible configs; then data (prepared once, reused on resume)
     check_resumable(cfg, out)
+    if main:  # one training per run directory; a killed one's hidden temporaries are removed
+        own_run_dir(out, log=say)
     if data is None:
         data = prepare_data(cfg, out, is_main=main, wait=accelerator.wait_for_everyone, log=say)
     schedule, tokenizer = data.schedule, data.tokenizer
@@ -414,6 +416,7 @@ def train(cfg: PretrainConfig, out: str | Path, *, command: str | None = None, d
         snapshot(0, 0.0)
     if start >= total_steps:
         say(f"{out}: already complete ({total_steps} steps)")
+        release_run_dir(out)
         return TrainResult(out, "completed", start, total_steps, tokens_total(), dict(tokens_by_language))
 
     say(f"training {cfg.run.name}: {total_steps} steps x {batch_size} x {context} tokens, "
@@ -475,4 +478,5 @@ def train(cfg: PretrainConfig, out: str | Path, *, command: str | None = None, d
                 say(f"{status} at step {step}; re-run the same command to resume")
                 break
     accelerator.end_training()
+    release_run_dir(out)
     return TrainResult(out, status, step, total_steps, tokens_total(), dict(tokens_by_language))

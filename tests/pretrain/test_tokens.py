@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import json
 
 import numpy as np
@@ -120,3 +121,14 @@ def test_store_detects_truncated_files(tmp_path, tokenizer):
         TokenStore(tmp_path).tokens("go")
     with pytest.raises(KeyError, match="no language 'php'"):
         TokenStore(tmp_path).tokens("php")
+
+
+def test_token_files_respect_the_umask(tmp_path, tokenizer):
+    old = os.umask(0o027)
+    try:
+        tokenize_corpus(open_corpus("embedded"), tokenizer, tmp_path / "store", tokens_per_language={"python": 500},
+                        validation_tokens_per_language=100)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "store").iterdir()}
+    assert modes == {"python.bin": 0o640, "python.val.bin": 0o640, "manifest.json": 0o640}

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -352,3 +353,91 @@ def test_sigterm_saves_resume_state_and_stops(full_run, tmp_path, data_for):
     r2 = train(cfg, out, data=data_for(cfg))
     assert r2.step == STEPS
     assert strip_timing(read_log(out / "loss.jsonl")) == strip_timing(read_log(ref / "loss.jsonl"))
+
+
+# ---------------------------------------------------------------------------------- temporaries after kills
+# Kills leave hidden temporaries (a tokenizer, a token store, a checkpoint or a resume state being written);
+# the run that resumes removes them -- its own run directory's only, and only once it holds the run's lock,
+# so a live run's temporaries are never touched (docs/pretrain.md, "Temporaries after a kill"). The moments
+# are chosen: the training pauses inside the atomic write of a named directory, after its contents are
+# complete and before the rename, and is SIGKILLed there.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+# pause inside the atomic write of the directory named argv[1] (contents complete, not yet renamed)
+PAUSE = textwrap.dedent("""
+    import contextlib, sys, time
+    from pathlib import Path
+    import lensprobe.files as files
+    import pretrain.snapshots as snapshots
+    import pretrain.train as train
+    which, original = sys.argv[1], files.atomic_directory
+
+    @contextlib.contextmanager
+    def pausing(path, **kw):
+        with original(path, **kw) as tmp:
+            yield tmp
+            if Path(path).name == which:
+                print("PAUSED", tmp, flush=True)
+                time.sleep(600)
+
+    train.atomic_directory = snapshots.atomic_directory = pausing
+    from pretrain.cli import main
+    sys.exit(main(sys.argv[2:]))
+""")
+
+
+def _paused_inside(name: str, recipe: Path, out: Path) -> tuple[subprocess.Popen, Path]:
+    proc = subprocess.Popen([sys.executable, "-c", PAUSE, name, str(recipe), "--out", str(out), "--quiet"],
+                            env=ENV, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    line = ""
+    while time.time() < deadline and not line.startswith("PAUSED"):
+        line = proc.stdout.readline()
+        if not line and proc.poll() is not None:
+            raise AssertionError(f"the run ended before pausing in {name}: {proc.stderr.read()[-3000:]}")
+    tmp = Path(line.split(" ", 1)[1].strip())
+    assert tmp.is_dir() and tmp.name.startswith(f".{name}.") and tmp.name.endswith(".tmp"), tmp
+    return proc, tmp
+
+
+def _hidden(out: Path) -> list[str]:
+    return sorted(str(p.relative_to(out)) for p in out.rglob(".*"))
+
+
+def test_a_resumed_run_removes_what_kills_left_and_nothing_of_a_live_run(full_run, tmp_path):
+    cfg, ref, _ = full_run
+    out = tmp_path / "run"
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(cfg.to_yaml())
+    cli = [sys.executable, "-m", "lensprobe.cli", "pretrain", str(recipe), "--out", str(out)]
+    left: list[Path] = []
+    # the tokenizer and the token store are made by the first runs; checkpoint-20 and state-25 by later ones
+    for name in ("tokenizer", "tokens", "checkpoint-20", "state-25"):
+        proc, tmp = _paused_inside(name, recipe, out)
+        try:
+            # taking the run directory, this run removed what the earlier kills left
+            assert [p for p in left if p.exists()] == []
+            if name == "checkpoint-20":
+                # a second training of the live run refuses to start, naming it, and removes nothing of it
+                second = subprocess.run(cli, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300)
+                assert second.returncode == 2, second.stderr[-2000:]
+                assert "another training is writing this run directory" in second.stderr
+                assert f"pid {proc.pid}" in second.stderr and tmp.is_dir()
+            if name in ("checkpoint-20", "state-25"):
+                assert (tmp / ("model.safetensors" if name.startswith("checkpoint") else "trainer.json")).exists()
+        finally:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        assert tmp.is_dir()  # what a kill leaves: a hidden folder, complete contents, never renamed
+        left.append(tmp)
+    assert len([p for p in left if p.exists()]) == 1  # only the last kill's is left before the final run
+    done = subprocess.run(cli, env=ENV, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "removed 1 temporary" in done.stderr and "resume/.state-25." in done.stderr
+    assert _hidden(out) == []  # no temporary, no lock file, anywhere in the run directory
+    # and the run is the uninterrupted one
+    a, b = load_file(str(out / "checkpoint-34" / "model.safetensors")), load_file(str(ref / "checkpoint-34" /
+                                                                                      "model.safetensors"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows]  # noqa: E731
+    assert strip(read_log(out / "loss.jsonl")) == strip(read_log(ref / "loss.jsonl"))
