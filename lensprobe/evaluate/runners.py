@@ -324,7 +324,17 @@ class Executor:
 
 
 def classify(language: str, returncode: int | None, timed_out: bool, output: str) -> str:
-    """passed / failed (a test assertion) / timeout / runtime_error (crash, uncaught exception)."""
+    """passed / failed (the harness's test found a wrong answer) / timeout / runtime_error (a crash:
+    an exception the completion raised, out of memory, a signal).
+
+    A non-zero exit is read per language from what ended the program, never from words anywhere
+    in the output (a traceback quotes the test line ``assert candidate(...)`` whatever was
+    raised): Python, the exception type on the last traceback's final line (``AssertionError``:
+    failed); PHP, C++, C#, the uncaught exception or failed ``assert`` and whether it is the
+    harness's own (MultiPL-E's ``Test failed!``, MBXP's ``test case N did not pass``, an
+    ``assert`` in ``main``); Go, a ``panic`` (the harness's message: failed, else a crash) before
+    ``--- FAIL``. Languages without a rule fall back to the harness markers (docs/evaluate.md).
+    """
     if timed_out:
         return "timeout"
     if returncode == 0:
@@ -333,9 +343,78 @@ def classify(language: str, returncode: int | None, timed_out: bool, output: str
         return "passed"
     if returncode is None:
         return "runtime_error"
-    if _FAIL_MARKERS.search(output):
-        return "failed"
-    return "runtime_error"
+    rule = _FAILURE_RULES.get(language)
+    if rule is None:
+        return "failed" if _FAIL_MARKERS.search(output) else "runtime_error"
+    return "failed" if rule(output) else "runtime_error"
+
+
+_PY_TRACEBACK = "Traceback (most recent call last):"
+_PY_EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::\s|:$|$)")
+
+
+def python_exception(output: str) -> str | None:
+    """The exception type that ended a Python program: the last traceback's final line
+    (``ValueError: boom`` -> ``ValueError``), None when the output has no traceback."""
+    at = output.rfind(_PY_TRACEBACK)
+    if at < 0:
+        return None
+    for line in output[at + len(_PY_TRACEBACK):].splitlines():
+        if not line.strip() or line[0] in " \t":  # frames, source lines, carets
+            continue
+        m = _PY_EXCEPTION.match(line)
+        return m.group("type").rsplit(".", 1)[-1] if m else None
+    return None
+
+
+def _python_failed(output: str) -> bool:
+    return python_exception(output) == "AssertionError"
+
+
+_PHP_UNCAUGHT = re.compile(r"Uncaught (?P<type>[\w\\]+): (?P<message>.*?) in \S+:\d+$", re.M)
+_PHP_HARNESS = re.compile(r"(?:Test failed!|Error at \d+th assert statement\.)")
+
+
+def _php_failed(output: str) -> bool:
+    found = list(_PHP_UNCAUGHT.finditer(output))
+    return bool(found) and found[-1]["type"] == "Exception" and bool(_PHP_HARNESS.fullmatch(found[-1]["message"]))
+
+
+_CPP_ASSERT = re.compile(r"\bmain\(\): Assertion `")  # the harness's asserts are in main
+_CPP_HARNESS = re.compile(r"what\(\):\s+Exception -- test case \d+ did not pass")
+
+
+def _cpp_failed(output: str) -> bool:
+    return bool(_CPP_ASSERT.search(output) or _CPP_HARNESS.search(output))
+
+
+_GO_PANIC = re.compile(r"^panic: (?P<message>.*?)(?: \[recovered\])?$", re.M)
+_GO_HARNESS = re.compile(r"Exception --- test case \d+ failed to pass")
+
+
+def _go_failed(output: str) -> bool:
+    panic = _GO_PANIC.search(output)
+    if panic is not None:  # a test that panics is reported as "--- FAIL" too: the panic decides
+        return bool(_GO_HARNESS.fullmatch(panic["message"]))
+    if re.search(r"^fatal error: ", output, re.M):  # out of memory, deadlock
+        return False
+    return "--- FAIL" in output
+
+
+_CS_UNHANDLED = re.compile(r"Unhandled Exception:\s*(?P<type>[\w.]+): (?P<message>[^\n]*)")
+_CS_HARNESS = re.compile(r"Exception --- test case \d+ failed to pass")
+
+
+def _csharp_failed(output: str) -> bool:
+    unhandled = _CS_UNHANDLED.search(output)
+    if unhandled is not None:
+        return unhandled["type"] == "System.Exception" and bool(_CS_HARNESS.fullmatch(unhandled["message"].strip()))
+    return "System.Diagnostics.Debug.Assert" in output or "TraceInternal.Fail" in output
+
+
+_FAILURE_RULES: dict[str, Callable[[str], bool]] = {
+    "python": _python_failed, "php": _php_failed, "cpp": _cpp_failed, "go": _go_failed, "csharp": _csharp_failed,
+}
 
 
 def _python_prefixes(python: str) -> list[Path]:
