@@ -551,9 +551,14 @@ def _process(info: CheckpointInfo, model: torch.nn.Module, probes: Sequence[AnyP
     """Compute the units ``todo`` of one loaded checkpoint, write (or collect) them, record the outcome."""
     try:
         outcome = _compute(model, [probes[i] for i in todo], tok, device, fail_fast=fail_fast)
-    except BaseException:
+    except NonFiniteActivationsError as exc:
         if units is not None:
             units.release(info.name)
+        raise NonFiniteActivationsError(f"checkpoint {info.name} ({info.path}): {exc}") from None
+    except BaseException as exc:
+        if units is not None:
+            units.release(info.name)
+        exc.add_note(f"while sweeping checkpoint {info.name} ({info.path})")
         raise
     for message in outcome.warnings:
         if log:

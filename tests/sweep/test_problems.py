@@ -155,7 +155,7 @@ def test_non_finite_activations_fail_the_probes_that_ran_the_model_legitimate_na
     assert math.isfinite(at1.loc[at1["probe"] == "param_sum", "value"].item())
     nan_rows = df[(df["probe"] == "nan_share")]
     assert nan_rows["step"].tolist() == [0, 2] and nan_rows["value"].isna().all()  # legitimate NaN: written
-    with pytest.raises(NonFiniteActivationsError, match="checkpoint|block 1"):
+    with pytest.raises(NonFiniteActivationsError, match=r"^checkpoint checkpoint-1 \(.*\): probe\(s\) last_norm: .*block 1"):
         run_sweep(run, [LastTokenNorm()], fail_fast=True, **QUIET)
     from transformers import AutoModelForCausalLM
 
