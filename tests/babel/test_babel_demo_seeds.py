@@ -56,7 +56,7 @@ def recorder(monkeypatch):
     the demo when it reaches the sweep."""
     calls = []
 
-    def fake_train(recipe, out, overrides, commands):
+    def fake_train(recipe, out, overrides, commands, **_):
         opts = dict(o.split("=", 1) for o in overrides)
         spec = json.loads(opts["data.corpus"])
         calls.append(dict(recipe=recipe, out=Path(out), spec=spec, opts=opts))
@@ -69,10 +69,8 @@ def recorder(monkeypatch):
     def stop(*args, **kwargs):
         raise Stop()
 
-    import lensprobe.checkpoints
-
     monkeypatch.setattr(demo, "_train", fake_train)
-    monkeypatch.setattr(lensprobe.checkpoints, "CheckpointSeries", stop)
+    monkeypatch.setattr(demo, "CheckpointSeries", stop)
     return calls
 
 

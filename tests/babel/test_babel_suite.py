@@ -100,7 +100,7 @@ def test_generated_suite_loads_by_path_and_validates(splits, tokenizer, tmp_path
     path = write_babel_suite(splits, tmp_path / "babel_php.yaml", target="php")
     suite = load_suite(path)
     assert suite.language == "php" and suite.min_prompts == 1
-    assert validate_suite(path).format() == "babel_php.yaml: OK"
+    assert validate_suite(path).format() == f"{path}: OK"
     report = validate_suite(path, tokenizer=tokenizer)
     assert report.ok, report.format()
     # every concept renders exactly once, whatever the seed, and prompts are the lens items' prompts
