@@ -20,10 +20,12 @@ Example::
     >>> from lensprobe import load_model
     >>> from lensprobe.engine.tuned_lens import TunedLens
     >>> lm = load_model("pretrain/assets/babel-base-php")
-    >>> lens = TunedLens(steps=150, lr=3e-3).fit(lm, train_ids)          # doctest: +SKIP
-    >>> lens.evaluate(lm, heldout_ids)                                    # doctest: +SKIP
+    >>> lens = TunedLens().fit(lm, train_ids)                  # doctest: +SKIP
+    >>> lens.evaluate(lm, heldout_ids)                          # doctest: +SKIP
        layer  kl_logit  kl_tuned  ...
-    >>> lens.save("lenses/base"); TunedLens.load("lenses/base", model=lm)  # doctest: +SKIP
+    >>> lens.save("lenses/base")                                # doctest: +SKIP
+    >>> TunedLens.load("lenses/base", model=lm)                 # doctest: +SKIP
+    >>> TunedLens(steps=60).fit(lm_next, train_ids, init=lens)  # doctest: +SKIP
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ import tempfile
 import weakref
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
@@ -602,12 +604,14 @@ class TunedLens:
         Returns one row per translated layer with columns ``layer``, ``kl_logit``, ``kl_tuned``,
         ``kl_logit_se``, ``kl_tuned_se`` (standard errors of the per-token means with rows as
         clusters: tokens of one row are not independent) and ``n_tokens``. Padding is excluded.
+        ``batch_size``: rows per forward pass (default ``max(batch_size, COLLECT_ROWS)``).
         ``check_model`` / ``weight_hash``: see :meth:`verify_model`.
         """
         self.verify_model(model, weight_hash=weight_hash, check_model=check_model)
         module, adapter = _unwrap(model)
         ids, mask = _prepare(input_ids, attention_mask, adapter)
-        batch_size = self.batch_size if batch_size is None else _check_int("batch_size", batch_size, 1)
+        batch_size = (max(self.batch_size, COLLECT_ROWS) if batch_size is None
+                      else _check_int("batch_size", batch_size, 1))
         n_rows, n = ids.shape[0], len(self.layers_)
         sums = torch.zeros(2, n, n_rows, dtype=torch.float64)  # [lens, layer, row]: summed KL
         counts = mask.sum(1).double()  # [row]
@@ -682,8 +686,10 @@ class TunedLens:
             cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as err:
             raise TunedLensError(f"{cfg_path}: not readable JSON ({err})") from err
-        if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-            raise TunedLensError(f"{cfg_path}: field 'format' must be {FORMAT!r}, got {cfg.get('format') if isinstance(cfg, dict) else cfg!r}")
+        if not isinstance(cfg, dict):
+            raise TunedLensError(f"{cfg_path}: expected a JSON object, got {type(cfg).__name__}")
+        if cfg.get("format") != FORMAT:
+            raise TunedLensError(f"{cfg_path}: field 'format' must be {FORMAT!r}, got {cfg.get('format')!r}")
         if cfg.get("version") != FORMAT_VERSION:
             raise TunedLensError(f"{cfg_path}: field 'version' {cfg.get('version')!r} is not supported "
                                  f"(this lensprobe reads {FORMAT_VERSION})")
