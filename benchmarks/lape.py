@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/lape.py [--tokens 32768] [--reps 3] [--threads 2]
 
-Model: the CPU-sized GPT-2 of ARCHITECTURE section 11 (4 layers, d=128, 512 neurons per layer,
+Model: the CPU-sized GPT-2 of docs/pretrain.md (4 layers, d=128, 512 neurons per layer,
 vocab 2048) and a Llama-style model of the same size (gated MLP). Batches 16 x 256 tokens, two
 languages. Times, interleaved and repeated (min over repetitions):
 

@@ -4,7 +4,7 @@ For every split (shared, python_only, target_only, control) and language, the mo
 body of a concept function from its header under greedy decoding. Metrics per item:
 
 * ``line_acc`` — share of the canonical body lines reproduced at their position (the informative
-  metric at CPU scale, ARCHITECTURE section 11);
+  metric at CPU scale, docs/babel.md);
 * ``exact_match`` — the whole body reproduced;
 * ``pass@1`` — the completed function passes the concept's test cases, executed in lensprobe's
   sandbox (Python and PHP in one isolated program per language; other languages where their

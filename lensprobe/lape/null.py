@@ -6,7 +6,7 @@ says little. Two cheap references:
 * :func:`shuffled_label_null` -- permute the language labels of the *groups* of sequences
   (contiguous slices of each language's documents), re-sum the counts and re-select. With no
   language signal left, the selected neurons tend to be shared by all languages and the
-  per-neuron probability gap collapses (ARCHITECTURE section 11: gap ~0.05 against ~0.7).
+  per-neuron probability gap collapses (docs/lape.md: gap ~0.05 against ~0.7).
 * :func:`split_half_agreement` -- select on two disjoint halves of every language's groups and
   report the Jaccard overlap of the two selections: a direct check that the token budget suffices.
 """

@@ -152,7 +152,7 @@ class LapeResult:
         })
 
     def summary(self) -> dict[str, float]:
-        """Whole-model numbers to report beside the counts (ARCHITECTURE section 6/11)."""
+        """Whole-model numbers to report beside the counts (docs/lape.md)."""
         gap = self.prob_gap()
         return {
             "n_selected": int(len(self.selected)),

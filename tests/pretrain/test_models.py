@@ -31,6 +31,6 @@ def test_llama_option_and_tiny_reference_size():
     assert m.config.model_type == "llama" and m.config.num_hidden_layers == 12
     assert m.config.intermediate_size % 256 == 0
     tiny = _meta_model("gpt2", "tiny", 2048, 256)
-    # ARCHITECTURE section 11: 4 layers, d=128, tied, vocab 2048 -> ~1.1M parameters
+    # the CPU size of docs/pretrain.md: 4 layers, d=128, tied, vocab 2048 -> ~1.1M parameters
     assert 1.0e6 < n_params(tiny) < 1.2e6
     assert flops_per_token(tiny) == 6 * (n_params(tiny) - 256 * 128)

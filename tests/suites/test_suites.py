@@ -14,7 +14,7 @@ from lensprobe.cli import main as cli_main
 
 BUNDLED = ("php", "csharp", "go", "cpp")
 
-#: Babel Tower Appendix A.1 (ARCHITECTURE.md section 5): target form -> Python forms
+#: the Babel Tower paper, Appendix A.1: target form -> Python forms
 PAPER_PAIRS = {
     "php": {"strlen": ["len"], "count": ["len"], "sort": ["sorted"], "gettype": ["type"], "array_sum": ["sum"]},
     "csharp": {"Console.WriteLine": ["print"], "Console.ReadLine": ["input"], ".IndexOf": [".find", ".index"],
