@@ -6,6 +6,7 @@ Engine and loading
     load_model, get_adapter, register_adapter   -- :mod:`lensprobe.engine.adapters`
     CheckpointSeries                            -- :mod:`lensprobe.checkpoints`
     logit_lens, LogitLensResult                 -- :mod:`lensprobe.engine.lens`
+    TunedLens, TunedLensError                   -- :mod:`lensprobe.engine.tuned_lens`
     run_probes                                  -- :mod:`lensprobe.engine.hooks`
     Probe, Batch                                -- :mod:`lensprobe.engine.protocol`
 Suites and probes
@@ -41,6 +42,9 @@ _EXPORTS: dict[str, str] = {
     "CheckpointInfo": "lensprobe.checkpoints",
     "logit_lens": "lensprobe.engine.lens",
     "LogitLensResult": "lensprobe.engine.lens",
+    "TunedLens": "lensprobe.engine.tuned_lens",
+    "TunedLensError": "lensprobe.engine.tuned_lens",
+    "TunedLensMismatchError": "lensprobe.engine.tuned_lens",
     "run_probes": "lensprobe.engine.hooks",
     "Probe": "lensprobe.engine.protocol",
     "Batch": "lensprobe.engine.protocol",
