@@ -32,7 +32,29 @@ from lensprobe.engine.hooks import block_hook_points, forward_batch, point_layer
 from lensprobe.engine.protocol import Batch
 
 __all__ = ["LensReadout", "readout", "LogitLensResult", "logit_lens", "BACKENDS", "LensBackend", "TorchBackend",
-           "NnsightBackend", "TransformerLensBackend", "boot_transformer_bridge"]
+           "NnsightBackend", "TransformerLensBackend", "boot_transformer_bridge", "LENSES", "resolve_lens"]
+
+#: The lens names :func:`logit_lens` and the lens probes accept (or a fitted
+#: :class:`~lensprobe.engine.tuned_lens.TunedLens`): ``"logit"`` decodes block outputs as they are
+#: (the paper's Eq.1 is defined on it), ``"tuned"`` through per-layer translators (docs/tuned-lens.md).
+LENSES: tuple[str, ...] = ("logit", "tuned")
+
+
+def resolve_lens(lens: Any, *, where: str = "lens") -> tuple[str, Any]:
+    """``(name, TunedLens or None)`` of a ``lens`` argument: ``"logit"``, ``"tuned"`` or a fitted
+    :class:`~lensprobe.engine.tuned_lens.TunedLens` (``("tuned", lens)``). ``"tuned"`` alone gives
+    ``("tuned", None)``: the caller must find the translators. Anything else raises naming ``where``."""
+    from lensprobe.engine.tuned_lens import TunedLens
+
+    if isinstance(lens, TunedLens):
+        if not lens.fitted:
+            raise ValueError(f"{where}: the TunedLens is not fitted; fit it (TunedLens().fit(model, heldout_ids)) "
+                             "or load one (TunedLens.load(dir))")
+        return "tuned", lens
+    if isinstance(lens, str) and lens in LENSES:
+        return lens, None
+    raise ValueError(f"{where} must be one of {', '.join(repr(x) for x in LENSES)} or a fitted TunedLens, "
+                     f"got {lens!r}")
 
 # Above this many booleans, ranks are computed one requested token at a time.
 _RANK_CHUNK_ELEMENTS = 1 << 24
@@ -222,6 +244,8 @@ class LogitLensResult:
         top_tokens, top_logprobs: ``[B, n_layers, top_k]``.
         entropy: ``[B, n_layers]`` nats.
         backend: which backend produced the numbers.
+        lens: ``"logit"`` (block outputs decoded as they are) or ``"tuned"`` (through a
+            :class:`~lensprobe.engine.tuned_lens.TunedLens`' translators; layer L is never translated).
         tokenizer: the tokenizer that decodes ``token_id`` into the ``token`` column of
             :meth:`to_dataframe` (the model's, when it was given or strings were passed).
     """
@@ -235,13 +259,15 @@ class LogitLensResult:
     top_tokens: torch.Tensor | None = None
     top_logprobs: torch.Tensor | None = None
     backend: str = "torch"
+    lens: str = "logit"
     n_sets: int = field(default=0, repr=False)
     tokenizer: Any = field(default=None, repr=False, compare=False)
 
     def to_dataframe(self, *, tokenizer: Any = None) -> pd.DataFrame:
         """Long format, one observation per row.
 
-        Columns: ``row`` (batch row), ``layer``, ``metric`` (``entropy``, ``token_logprob``,
+        Columns: ``row`` (batch row), ``layer``, ``lens`` (:attr:`lens`: which lens read the
+        layer), ``metric`` (``entropy``, ``token_logprob``,
         ``token_rank``, ``set_logprob``, ``top_logprob``), ``index`` (position of the requested
         token / set / top-k slot; ``<NA>`` for entropy), ``token_id`` (the token concerned;
         ``<NA>`` for entropy and sets), ``token`` (``token_id`` decoded with ``tokenizer``, default
@@ -282,6 +308,7 @@ class LogitLensResult:
         frame["token_id"] = frame["token_id"].astype("Int64")
         frame.insert(frame.columns.get_loc("token_id") + 1, "token", _decode_tokens(frame["token_id"], tokenizer))
         frame["metric"] = frame["metric"].astype(str)
+        frame.insert(frame.columns.get_loc("metric"), "lens", self.lens)
         return frame.sort_values(["row", "layer", "metric", "index"], kind="stable", ignore_index=True)
 
 
@@ -425,11 +452,13 @@ class LensBackend(abc.ABC):
 
 class _LastStatesBackend(LensBackend):
     """Backends that take each chunk's last-token states ``[n_layers, b, d]`` and share one decode:
-    all layers of a chunk go through the unembedding together (:func:`_decode_reduce`)."""
+    all layers of a chunk go through the unembedding together (:func:`_decode_reduce`).
+    ``transform(layer, states [b, d])``, when given, maps each layer's states before the decode
+    (a tuned lens' translators)."""
 
     def run(self, model: torch.nn.Module, adapter: BoundAdapter, ids: torch.Tensor, mask: torch.Tensor, *,
             token_ids: torch.Tensor | None, sets: Any, top_k: int, layers: list[int], batch_size: int,
-            store: Store) -> None:
+            store: Store, transform: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> None:
         n_rows = ids.shape[0]
         model_was_training = model.training
         model.eval()
@@ -441,6 +470,8 @@ class _LastStatesBackend(LensBackend):
                 chunk_tok = token_ids if token_ids is None or token_ids.dim() == 1 else token_ids[rows]
                 states = self.last_states(model, adapter, batch, layers)  # [n_layers, b, d]
                 with torch.inference_mode():
+                    if transform is not None:
+                        states = torch.stack([transform(layer, states[j]) for j, layer in enumerate(layers)])
                     r = _decode_reduce(states, adapter, token_ids=chunk_tok, sets=sets, top_k=top_k)
                 for j, layer in enumerate(layers):
                     store(rows, layer, _layer_readout(r, j))
@@ -609,7 +640,7 @@ BACKENDS = tuple(_BACKENDS)
 def logit_lens(model: Any, input_ids: Any, attention_mask: Any = None, *, tokenizer: Any = None,
                token_ids: Any = None, token_sets: Sequence[Sequence[int | str]] | None = None, top_k: int = 0,
                layers: Sequence[int] | None = None, include_embeddings: bool = False, batch_size: int | None = None,
-               backend: str | LensBackend = "torch") -> LogitLensResult:
+               backend: str | LensBackend = "torch", lens: Any = "logit") -> LogitLensResult:
     """Logit lens at each row's last real token over block outputs ``1..L``.
 
     Args:
@@ -631,6 +662,13 @@ def logit_lens(model: Any, input_ids: Any, attention_mask: Any = None, *, tokeni
         batch_size: rows per forward pass (default all).
         backend: ``"torch"``, ``"transformer_lens"`` or ``"nnsight"`` (:data:`BACKENDS`), or a
             :class:`LensBackend` instance.
+        lens: ``"logit"`` (default: block outputs decoded as they are, the paper's lens) or a
+            fitted :class:`~lensprobe.engine.tuned_lens.TunedLens` of this model (each block output
+            ``1..L-1`` goes through its translator first; layer ``L`` is decoded as it is; layer 0
+            has no translator). The lens is refused when fitted on other weights
+            (:meth:`~lensprobe.engine.tuned_lens.TunedLens.verify_model`). ``"tuned"`` alone is
+            refused here: there are no translators to use (see docs/tuned-lens.md). The result's
+            :attr:`~LogitLensResult.lens` says which lens read it.
 
     >>> from lensprobe.testing import tiny_model
     >>> res = logit_lens(tiny_model("gpt2"), [[5, 6, 7]], token_ids=[8, 9], top_k=2)
@@ -654,6 +692,11 @@ def logit_lens(model: Any, input_ids: Any, attention_mask: Any = None, *, tokeni
     if token_sets is not None and not isinstance(token_sets, (str, bytes, torch.Tensor)):
         token_sets = [m if isinstance(m, (str, bytes)) else _texts_to_ids(m, tokenizer, f"token_sets[{i}]")
                       for i, m in enumerate(token_sets)]
+    lens_name, tuned = resolve_lens(lens)
+    if lens_name == "tuned" and tuned is None:
+        raise ValueError("lens='tuned' needs translators: pass a fitted TunedLens (lensprobe.TunedLens().fit(model, "
+                         "heldout_ids), or TunedLens.load(dir)) as lens=; the probes fit them per checkpoint "
+                         "(docs/tuned-lens.md)")
     if isinstance(backend, LensBackend):
         runner = backend
     elif backend in _BACKENDS:
@@ -667,6 +710,14 @@ def logit_lens(model: Any, input_ids: Any, attention_mask: Any = None, *, tokeni
     sets = None if token_sets is None else _set_index(token_sets, adapter.vocab_size)
     top_k = _validate_top_k(top_k, adapter.vocab_size)
     chosen = _resolve_layers(adapter, layers, include_embeddings)
+    transform = None
+    if tuned is not None:
+        if not isinstance(runner, _LastStatesBackend):
+            raise ValueError(f"a tuned lens reads through the 'torch' or 'nnsight' backend, not {runner.name!r}")
+        if 0 in chosen:
+            raise ValueError("layer 0 (the embeddings) has no tuned-lens translator; leave it out with a tuned lens")
+        tuned.verify_model(model)
+        transform = tuned.transform
     if batch_size is None:
         batch_size = n_rows
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -684,6 +735,7 @@ def logit_lens(model: Any, input_ids: Any, attention_mask: Any = None, *, tokeni
         top_tokens=torch.empty(n_rows, n_layers, top_k, dtype=torch.long) if top_k else None,
         top_logprobs=torch.empty(n_rows, n_layers, top_k) if top_k else None,
         backend=runner.name,
+        lens=lens_name,
         n_sets=0 if sets is None else sets[0].shape[0],
         tokenizer=tokenizer,
     )
@@ -696,6 +748,7 @@ def logit_lens(model: Any, input_ids: Any, attention_mask: Any = None, *, tokeni
             if value is not None:
                 getattr(result, name)[rows, j] = value.cpu()
 
+    extra = {} if transform is None else {"transform": transform}
     runner.run(model, adapter, ids, mask, token_ids=tok, sets=sets, top_k=top_k, layers=chosen,
-               batch_size=batch_size, store=store)
+               batch_size=batch_size, store=store, **extra)
     return result

@@ -184,7 +184,7 @@ def test_to_dataframe_is_tidy_and_faithful(model_factory):
     model = model_factory("gpt2")
     res = logit_lens(model, random_ids(2, 5), token_ids=[3, 4], token_sets=[[5, 6]], top_k=2)
     df = res.to_dataframe()
-    assert list(df.columns) == ["row", "layer", "metric", "index", "token_id", "token", "value"]
+    assert list(df.columns) == ["row", "layer", "lens", "metric", "index", "token_id", "token", "value"]
     assert df["token"].isna().all()  # no tokenizer was given: nothing to decode with
     # entropy (1) + token logprob (2) + rank (2) + set (1) + top (2) per (row, layer)
     assert len(df) == 2 * 3 * 8
@@ -343,7 +343,7 @@ def test_strings_are_tokenized_with_the_models_tokenizer_and_tokens_decoded(tmp_
     alone = logit_lens(lm, texts[1], token_ids=["<t8>"])
     assert torch.allclose(alone.token_logprobs[0, :, 0], by_text.token_logprobs[1, :, 0], atol=1e-5)
     df = by_text.to_dataframe()
-    assert list(df.columns) == ["row", "layer", "metric", "index", "token_id", "token", "value"]
+    assert list(df.columns) == ["row", "layer", "lens", "metric", "index", "token_id", "token", "value"]
     named = df.dropna(subset=["token_id"])
     assert (named["token"] == named["token_id"].map(lambda t: f"<t{t}>")).all() and len(named) > 0
     assert df.loc[df.metric == "entropy", "token"].isna().all()
