@@ -549,6 +549,10 @@ def _process(info: CheckpointInfo, model: torch.nn.Module, probes: Sequence[AnyP
              on_checkpoint: Callable[[CheckpointInfo, pd.DataFrame], None] | None,
              log: Callable[[str], Any] | None) -> None:
     """Compute the units ``todo`` of one loaded checkpoint, write (or collect) them, record the outcome."""
+    for i in todo:  # probes that depend on the checkpoint itself (the tuned lens' translators): docs/tuned-lens.md
+        bind = getattr(probes[i], "bind_checkpoint", None)
+        if callable(bind):
+            bind(info, series=series, out_dir=result.out_dir)
     try:
         outcome = _compute(model, [probes[i] for i in todo], tok, device, fail_fast=fail_fast)
     except NonFiniteActivationsError as exc:

@@ -657,19 +657,27 @@ class TunedLens:
 
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write ``path/tuned_lens.safetensors`` and ``path/tuned_lens.json`` atomically."""
+        self._require_fitted()
+        path = Path(path)
+        with atomic_directory(path, overwrite=overwrite) as tmp:
+            self.write_files(tmp)
+        return path
+
+    def write_files(self, directory: str | Path) -> None:
+        """Write the files of :meth:`save` into an existing (temporary) directory, not atomically:
+        for callers that add files of their own before renaming the directory into place
+        (:mod:`lensprobe.engine.tuned_series`)."""
         from safetensors.torch import save_file
 
         self._require_fitted()
-        path = Path(path)
+        tmp = Path(directory)
         config = self.config()
         config["final_train_kl"] = {str(k): v for k, v in config["final_train_kl"].items()}
-        with atomic_directory(path, overwrite=overwrite) as tmp:
-            save_file({"weight": self.weight_.contiguous(), "bias": self.bias_.contiguous()},
-                      str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT, "weight_hash": str(self.weight_hash_)})
-            (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-            if len(self.history_):
-                self.history_.to_csv(tmp / "history.csv", index=False)
-        return path
+        save_file({"weight": self.weight_.contiguous(), "bias": self.bias_.contiguous()},
+                  str(tmp / WEIGHTS_FILE), metadata={"format": FORMAT, "weight_hash": str(self.weight_hash_)})
+        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if len(self.history_):
+            self.history_.to_csv(tmp / "history.csv", index=False)
 
     @classmethod
     def load(cls, path: str | Path, *, model: Any = None, check_model: bool = True) -> "TunedLens":

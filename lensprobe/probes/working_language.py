@@ -16,11 +16,18 @@ variant, ``prompts="all"``, writes the same metrics with the suffix ``_all_promp
 computed in one pass (``prompts=("generated", "all")``).  Every share row's ``n`` is the number of
 prompts it rests on; a share with no prompt kept is NaN.  See ``docs/suites.md``.
 
+``lens="tuned"`` reads the same prompts through a tuned lens (per-checkpoint translators,
+:mod:`lensprobe.engine.tuned_series`): every metric name then ends in :data:`TUNED_SUFFIX`
+(``eq1_python_share_tuned_lens``) and the held-out KL per layer is added
+(``heldout_kl_logit_lens``, ``heldout_kl_tuned_lens``), so both lenses sit side by side in one
+sweep table and the paper's logit-lens metrics are never replaced. See ``docs/tuned-lens.md``.
+
 Rows use :data:`lensprobe.table.ROW_COLUMNS`; the metric names are listed in :data:`METRICS`.
 :func:`working_language` runs the probe over a series (or on one model) through the sweep.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass
@@ -33,7 +40,8 @@ import torch
 from lensprobe.checkpoints import CheckpointSeries
 from lensprobe.engine.adapters.registry import text_config
 from lensprobe.engine.hooks import block_hook_points, point_layer
-from lensprobe.engine.lens import readout
+from lensprobe.engine.lens import readout, resolve_lens
+from lensprobe.engine.tuned_lens import TunedLens
 from lensprobe.engine.protocol import Batch, Probe
 from lensprobe.probes.registry import register_probe
 from lensprobe.suites import Suite, SuiteItem, TokenSets, encode_text, load_suite
@@ -41,7 +49,7 @@ from lensprobe.sweep import probe_model, run_sweep
 
 __all__ = ["WorkingLanguageProbe", "working_language", "default_exclude_last", "context_length", "metric_name", "METRICS",
            "PROMPT_METRICS", "OTHER_METRICS", "PROMPTS", "ALL_PROMPTS_SUFFIX", "GROUP_SUFFIX", "TARGET", "PYTHON",
-           "OTHER"]
+           "OTHER", "TUNED_SUFFIX", "KL_METRICS"]
 
 #: added to the lens' ranks to report 1-based ranks (lensprobe.engine.lens ranks are 0-based)
 _RANK_OFFSET = 1.0
@@ -83,24 +91,44 @@ OTHER_METRICS: dict[str, str] = {
     "exclude_last": "suite row: the number of final layers left out of Eq.1",
 }
 
-#: every metric name the probe can write -> meaning
-METRICS: dict[str, str] = {
+#: appended to every metric name written through the tuned lens (``lens="tuned"``)
+TUNED_SUFFIX = "_tuned_lens"
+
+#: written with ``lens="tuned"`` only: the lens' held-out KL per layer (``n`` = tokens)
+KL_METRICS: dict[str, str] = {
+    "heldout_kl_logit_lens": "per layer: mean KL(final || layer) of the logit lens on the held-out rows, nats/token",
+    "heldout_kl_tuned_lens": "per layer: mean KL(final || layer) of the tuned lens on the held-out rows, nats/token",
+}
+
+_LOGIT_METRICS: dict[str, str] = {
     **PROMPT_METRICS,
     **{m + ALL_PROMPTS_SUFFIX: d.replace("kept prompts", "all prompts") + " (every prompt, unfiltered)"
        for m, d in PROMPT_METRICS.items()},
     **OTHER_METRICS,
 }
 
+#: every metric name the probe can write -> meaning
+METRICS: dict[str, str] = {
+    **_LOGIT_METRICS,
+    **{m + TUNED_SUFFIX: d + " (through the tuned lens)" for m, d in _LOGIT_METRICS.items()},
+    **KL_METRICS,
+}
+
 #: identifier of the pooled rows of a group of identifiers ``<group>:...`` (Babel suites: one per split)
 GROUP_SUFFIX = ":*"
 
 
-def metric_name(metric: str, prompts: str = "generated") -> str:
-    """The table name of ``metric`` computed over ``prompts`` (``"generated"`` or ``"all"``).
+def metric_name(metric: str, prompts: str = "generated", lens: str = "logit") -> str:
+    """The table name of ``metric`` computed over ``prompts`` (``"generated"`` or ``"all"``)
+    through ``lens`` (``"logit"`` or ``"tuned"``).
 
     ``metric_name("eq1_python_share", "all") == "eq1_python_share_all_prompts"``; metrics that do
-    not depend on the prompt set keep their name.
+    not depend on the prompt set keep their name; ``lens="tuned"`` appends :data:`TUNED_SUFFIX`.
     """
+    if lens not in ("logit", "tuned"):
+        raise ValueError(f"lens must be 'logit' or 'tuned', got {lens!r}")
+    if lens == "tuned":
+        return metric_name(metric, prompts) + TUNED_SUFFIX
     if prompts not in PROMPTS:
         raise ValueError(f"prompts must be one of {', '.join(PROMPTS)}, got {prompts!r}")
     if metric not in PROMPT_METRICS and metric not in OTHER_METRICS:
@@ -176,6 +204,19 @@ class WorkingLanguageProbe(Probe):
         batch_size: prompts per forward pass.
         add_bos: prepend the tokenizer's BOS token to every prompt (never added implicitly).
         padding_side: ``"left"`` or ``"right"``; rows are exact either way (position ids from the mask).
+        lens: ``"logit"`` (default: the paper's Eq.1 lens), ``"tuned"`` (translators fitted per
+            checkpoint on held-out tokens, warm-started from the previous checkpoint and cached;
+            metric names end in ``_tuned_lens``) or a fitted TunedLens of the one model probed.
+        lens_tokens: held-out tokens of the tuned lens: a pretrain token store directory (its
+            ``val`` split); default the run's own (``<run>/tokens``).
+        lens_languages: languages of those tokens (default the suite's language and python).
+        lens_steps: optimiser steps per checkpoint's fit.
+        lens_rows: fit rows per language (128 tokens each); half as many more are held out for the KL.
+        lens_warm_start: start each checkpoint's fit from the previous checkpoint's translators.
+        lens_dir: where the translators are cached (default ``<sweep out>/tuned_lens``; in memory
+            without an output directory).
+        tuned_series: a :class:`~lensprobe.engine.tuned_series.TunedLensSeries` of your own (your
+            ids and settings); the other ``lens_*`` options are then ignored.
 
     Rows per identifier, per group (ids ``<group>:<rest>`` pooled as ``<group>:*``; Babel suites'
     splits) and for the suite (``identifier`` None).
@@ -186,8 +227,35 @@ class WorkingLanguageProbe(Probe):
     def __init__(self, suite: Suite | str, *, suites_dir: str | None = None, seed: int = 0, limit: int | None = None,
                  identifiers: Sequence[str] | None = None, exclude_last: int | None = None,
                  prompts: str | Sequence[str] = "generated", batch_size: int = 16, add_bos: bool = False,
-                 padding_side: Literal["left", "right"] = "left"):
+                 padding_side: Literal["left", "right"] = "left",
+                 lens: Literal["logit", "tuned"] | TunedLens = "logit", lens_tokens: str | None = None,
+                 lens_languages: Sequence[str] | None = None, lens_steps: int = 150, lens_rows: int = 32,
+                 lens_warm_start: bool = True, lens_dir: str | None = None, tuned_series: Any = None):
         self.suite = load_suite(suite, search_path=[suites_dir] if suites_dir else None)
+        self.lens, self._lens_given = resolve_lens(lens, where="lens")
+        if isinstance(lens_steps, bool) or not isinstance(lens_steps, int) or lens_steps < 0:
+            raise ValueError(f"lens_steps must be an integer >= 0, got {lens_steps!r}")
+        if isinstance(lens_rows, bool) or not isinstance(lens_rows, int) or lens_rows < 1:
+            raise ValueError(f"lens_rows must be an integer >= 1, got {lens_rows!r}")
+        if tuned_series is not None:
+            from lensprobe.engine.tuned_series import TunedLensSeries
+
+            if not isinstance(tuned_series, TunedLensSeries):
+                raise TypeError(f"tuned_series must be a TunedLensSeries, got {type(tuned_series).__name__}")
+        if self.lens == "logit" and (tuned_series is not None or lens_tokens is not None or lens_dir is not None):
+            raise ValueError("lens_tokens / lens_dir / tuned_series are for lens='tuned'; this probe reads the "
+                             "logit lens")
+        self.lens_tokens = lens_tokens
+        self.lens_languages = list(dict.fromkeys(lens_languages if lens_languages is not None
+                                                 else (self.suite.language, "python")))
+        self.lens_steps = lens_steps
+        self.lens_rows = lens_rows
+        self.lens_warm_start = bool(lens_warm_start)
+        self.lens_dir = lens_dir
+        self.tuned_series = tuned_series
+        self._bound: dict[str, Any] = {}
+        self._tuned: TunedLens | None = None
+        self._kl: pd.DataFrame | None = None
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise TypeError(f"seed must be an int, got {seed!r}")
         if exclude_last is not None and (isinstance(exclude_last, bool) or not isinstance(exclude_last, int)
@@ -216,9 +284,58 @@ class WorkingLanguageProbe(Probe):
 
     # -- protocol ------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        return {"name": self.name, "suite": self.suite.name, "suite_digest": self.suite.digest(), "seed": self.seed,
-                "limit": self.limit, "identifiers": self.identifiers, "exclude_last": self.exclude_last,
-                "prompts": list(self.prompts), "add_bos": self.add_bos}
+        out = {"name": self.name, "suite": self.suite.name, "suite_digest": self.suite.digest(), "seed": self.seed,
+               "limit": self.limit, "identifiers": self.identifiers, "exclude_last": self.exclude_last,
+               "prompts": list(self.prompts), "add_bos": self.add_bos}
+        if self.lens == "tuned":  # the logit lens' configuration (and so its results' keys) is unchanged
+            if self._lens_given is not None:
+                lens = {"weight_hash": self._lens_given.weight_hash_,
+                        "translators": hashlib.blake2b(self._lens_given.weight_.numpy().tobytes()
+                                                       + self._lens_given.bias_.numpy().tobytes(),
+                                                       digest_size=8).hexdigest()}
+            elif self.tuned_series is not None:
+                lens = self.tuned_series.describe()
+            else:
+                lens = {"tokens": self.lens_tokens or "run", "languages": self.lens_languages,
+                        "steps": self.lens_steps, "rows": self.lens_rows, "warm_start": self.lens_warm_start}
+            out.update(lens="tuned", tuned_lens=lens)
+        return out
+
+    # -- the tuned lens ------------------------------------------------------------------------
+    def bind_checkpoint(self, info: Any, *, series: Any = None, out_dir: Any = None) -> None:
+        """Called by the sweep before it runs the probe on a checkpoint: which checkpoint (run,
+        name, step, weight hash) and where the sweep writes (the tuned lens' cache and tokens)."""
+        self._bound = {"run": getattr(series, "run", None), "checkpoint": getattr(info, "name", None),
+                       "step": getattr(info, "step", None), "weight_hash": getattr(info, "weight_hash", None),
+                       "run_dir": getattr(series, "run_dir", None), "out_dir": out_dir}
+
+    def _series(self) -> Any:
+        """The :class:`TunedLensSeries` that gives each checkpoint's translators (built once)."""
+        if self.tuned_series is None:
+            from lensprobe.engine.tuned_series import CACHE_DIR, HeldOutTokens, TunedLensSeries, run_token_store
+
+            store = self.lens_tokens if self.lens_tokens is not None else run_token_store(self._bound.get("run_dir"))
+            tokens = HeldOutTokens.from_token_store(store, self.lens_languages, split="val", seq_len=128,
+                                                    fit_rows=self.lens_rows, eval_rows=max(1, self.lens_rows // 2))
+            cache = self.lens_dir
+            if cache is None and self._bound.get("out_dir") is not None:
+                cache = os.path.join(self._bound["out_dir"], CACHE_DIR)
+            self.tuned_series = TunedLensSeries(tokens, cache_dir=cache, settings={"steps": self.lens_steps},
+                                                warm_start=self.lens_warm_start)
+        return self.tuned_series
+
+    def _start_lens(self, model: torch.nn.Module) -> None:
+        self._tuned, self._kl = None, None
+        if self.lens != "tuned":
+            return
+        if self._lens_given is not None:
+            self._lens_given.verify_model(model, weight_hash=self._bound.get("weight_hash"))
+            self._tuned = self._lens_given
+            return
+        b = self._bound
+        got = self._series().lens_for(model, run=b.get("run"), checkpoint=b.get("checkpoint"), step=b.get("step"),
+                                      weight_hash=b.get("weight_hash"))
+        self._tuned, self._kl = got.lens, got.kl
 
     def input_key(self) -> str:
         return (f"suite:{self.suite.name}:{self.suite.digest()}:seed={self.seed}:limit={self.limit}:"
@@ -231,6 +348,7 @@ class WorkingLanguageProbe(Probe):
         self._records = {}
         self._seen_sets = {}
         self._seen_excluded = None
+        self._start_lens(model)
 
     def hook_points(self, adapter: Any) -> Mapping[str, torch.nn.Module]:
         return block_hook_points(adapter)
@@ -317,6 +435,8 @@ class WorkingLanguageProbe(Probe):
         rows = torch.arange(output.shape[0], device=output.device)
         hidden = output[rows, batch.last_index.to(output.device)]
         final = layer == L
+        if self._tuned is not None and not final:
+            hidden = self._tuned.transform(layer, hidden)
         # distinct sets of this batch: identifier -> (column of target set, column of Python set)
         cols: dict[str, tuple[int, int]] = {}
         union: list[tuple[int, ...]] = []
@@ -374,9 +494,11 @@ class WorkingLanguageProbe(Probe):
         lang = self.suite.language
         out: list[dict[str, Any]] = []
 
+        suffix = TUNED_SUFFIX if self.lens == "tuned" else ""
+
         def row(ident, layer, metric, value, n):
             out.append({"probe": self.name, "language": lang, "identifier": ident, "layer": layer,
-                        "metric": metric, "value": float(value), "n": int(n)})
+                        "metric": metric + suffix, "value": float(value), "n": int(n)})
 
         by_ident: dict[str, list[_ItemRecord]] = {}
         for k, it in enumerate(self.items):
@@ -405,6 +527,12 @@ class WorkingLanguageProbe(Probe):
         row(None, None, "n_identifiers", len(self._ordered_ids()) - n_collisions, len(self._ordered_ids()))
         row(None, None, "exclude_last", excl, L)
         self._summary_rows(row, None, pooled, excl)
+        if self._kl is not None:
+            for r in self._kl.itertuples():
+                for metric, value in (("heldout_kl_logit_lens", r.kl_logit), ("heldout_kl_tuned_lens", r.kl_tuned)):
+                    out.append({"probe": self.name, "language": lang, "identifier": None, "layer": int(r.layer),
+                                "metric": metric, "value": float(value), "n": int(r.n_tokens)})
+        self._bound = {}
         return out
 
     def _summary_rows(self, row, ident, recs: list[_ItemRecord], excl: int) -> None:
