@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from lensprobe.present.axes import set_x_axis
+
 __all__ = ["plot_predicted_vs_actual", "plot_share_curve", "plot_law_fit"]
 
 
@@ -41,8 +43,6 @@ def plot_share_curve(share, *, fit=None, ax=None, x_values=None):
 
     The x axis is the figures' one (:func:`lensprobe.present.axes.set_x_axis`), its scale decided by
     ``x_values`` (e.g. the checkpoints' steps, so panels side by side agree) or by the logged steps."""
-    from lensprobe.present.axes import set_x_axis
-
     ax = _ax(ax)
     df = share.to_dataframe()
     for clipped, color, label in ((False, "C0", "Eq.2 share"), (True, "0.7", "clipped to [0, 1]")):

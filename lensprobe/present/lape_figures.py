@@ -12,6 +12,8 @@ import numpy as np
 import pandas as pd
 
 from lensprobe.lape.selection import LapeResult
+from lensprobe.present.axes import DATA_COLORS, metric_label, set_x_axis
+from lensprobe.present.curves import lape_curves
 
 __all__ = ["lape_null_summary", "plot_lape_counts", "plot_lape_layers", "plot_lape_layer_heatmap", "plot_lape_gap",
            "plot_counts_over_steps", "plot_layer_distribution"]
@@ -81,9 +83,6 @@ def plot_lape_counts(table: pd.DataFrame, *, metric: str = "n_neurons", language
     tells a language signal from none (docs/lape.md).
     """
     import matplotlib.pyplot as plt
-
-    from lensprobe.present.axes import DATA_COLORS, metric_label, set_x_axis
-    from lensprobe.present.curves import lape_curves
 
     df = _lape_rows(table)
     xcol = _x_column(df, x)
