@@ -10,7 +10,8 @@ Layout, top to bottom:
    :class:`ReportSection` that has a finding;
 2. **Figures** — ``figures/*.png`` inlined as data URIs, with captions;
 3. **Tables** — the same numbers per checkpoint, formatted;
-4. added sections (e.g. a closed-loop benchmark), each under its own heading;
+4. added sections (e.g. the closed loop: :func:`lensprobe.present.loop_report.loop_section`), each under its own
+   heading;
 5. **Provenance** — the commands run (``commands.json``); run settings, software versions and the
    raw table overview collapsed (``<details>``).
 
