@@ -8,6 +8,13 @@
 Shares count only prompts on which the model generates the target identifier (the paper's rule);
 ``--prompts all`` gives the unfiltered shares instead (metrics ``*_all_prompts``), ``--prompts
 generated all`` both (see docs/suites.md).
+
+``--lens tuned`` reads the prompts through a tuned lens fitted per checkpoint on the run's
+validation tokens (``--lens-tokens`` for another token store), warm-started along the series and
+cached in ``--lens-dir`` (default ``<out>.tuned_lens/`` beside the table); ``--lens logit tuned``
+writes both side by side (metrics of the tuned lens end in ``_tuned_lens``). See docs/tuned-lens.md.
+
+    lensprobe lens runs/continual-php --suite php --out wl.parquet --lens logit tuned
 """
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ def _write_table(df: Any, out: Path) -> None:
     atomic_write_table(out, df)
 
 
-def _print_summary(df: Any, prompts: list[str]) -> None:
+def _print_summary(df: Any, prompts: list[str], lenses: tuple[str, ...] = ("logit",)) -> None:
     """Per step (and suite language, when several): final accuracy and the suite-level Eq.1 Python
     share of each prompt set, each share beside the number of prompts it rests on."""
     import pandas as pd
@@ -36,7 +43,7 @@ def _print_summary(df: Any, prompts: list[str]) -> None:
     several = suite_rows["language"].nunique() > 1
     index = ["language", "step"] if several else "step"
     columns = {}
-    for metric in ["final_accuracy"] + [metric_name("eq1_python_share", p) for p in prompts]:
+    for metric in ["final_accuracy"] + [metric_name("eq1_python_share", p, lens) for lens in lenses for p in prompts]:
         sel = suite_rows[suite_rows["metric"] == metric].set_index(index)
         columns[metric] = sel["value"]
         if metric != "final_accuracy":
@@ -114,6 +121,16 @@ def run(args: argparse.Namespace) -> int:
     from lensprobe.checkpoints import CheckpointError
     from lensprobe.probes.working_language import working_language
 
+    lenses = tuple(dict.fromkeys(args.lens))
+    lens_options: dict[str, Any] = {}
+    if "tuned" in lenses:
+        lens_options = {"lens_dir": str(Path(args.lens_dir) if args.lens_dir else out.with_name(out.name + ".tuned_lens")),
+                        "lens_steps": args.lens_steps}
+        if args.lens_tokens:
+            lens_options["lens_tokens"] = args.lens_tokens
+    elif args.lens_dir or args.lens_tokens or args.lens_steps != 150:
+        print("error: --lens-dir/--lens-tokens/--lens-steps are for --lens tuned", file=sys.stderr)
+        return 2
     if args.every or args.steps:
         try:
             series = series.select(steps=args.steps, every=args.every)
@@ -127,12 +144,12 @@ def run(args: argparse.Namespace) -> int:
                               limit=args.limit, identifiers=args.identifier,
                               exclude_last=args.exclude_last, prompts=args.prompts,
                               batch_size=args.batch_size, add_bos=args.bos, device=args.device,
-                              progress=not args.quiet)
+                              progress=not args.quiet, lens=lenses, lens_options=lens_options)
     except (KeyError, ValueError, CheckpointError) as exc:
         print(f"error: {path}: {exc.args[0] if exc.args else exc}", file=sys.stderr)
         return 2
     _write_table(df, out)
-    _print_summary(df, args.prompts)
+    _print_summary(df, args.prompts, lenses)
     for line in nan_share_warnings(df, args.prompts):
         print(line, file=sys.stderr)
     print(f"wrote {len(df)} rows to {out}")
@@ -162,6 +179,15 @@ def register(subparsers: Any) -> None:
                    help="prompts the shares rest on: generated (default, the paper's rule: only prompts whose "
                         "final layer predicts the target identifier), all (unfiltered; metrics *_all_prompts), "
                         "or both")
+    p.add_argument("--lens", nargs="+", choices=("logit", "tuned"), default=["logit"],
+                   help="logit (default: the paper's Eq.1 lens), tuned (translators fitted per checkpoint on held-out "
+                        "tokens; metrics end in _tuned_lens) or both side by side (docs/tuned-lens.md)")
+    p.add_argument("--lens-tokens", default=None, metavar="TOKEN_STORE",
+                   help="held-out tokens of the tuned lens: a pretrain token store directory, its val split "
+                        "(default: the run's own RUN/tokens)")
+    p.add_argument("--lens-dir", default=None, metavar="DIR",
+                   help="cache of the fitted translators (default: OUT.tuned_lens beside the table); re-runs reuse it")
+    p.add_argument("--lens-steps", type=int, default=150, help="optimiser steps per checkpoint's tuned-lens fit")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--bos", action="store_true", help="prepend the tokenizer's BOS token to every prompt")
     p.add_argument("--tokenizer", default=None, help="tokenizer directory or tokenizer.json (default: the run's)")

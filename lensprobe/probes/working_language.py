@@ -593,7 +593,8 @@ def working_language(model_or_series: Any, suite: Suite | str | os.PathLike | Se
                      tokenizer: Any = None, seed: int = 0, limit: int | None = None,
                      identifiers: Sequence[str] | None = None, exclude_last: int | None = None,
                      prompts: str | Sequence[str] = "generated", batch_size: int = 16, add_bos: bool = False,
-                     device: str | torch.device | None = None, progress: bool = False) -> pd.DataFrame:
+                     device: str | torch.device | None = None, progress: bool = False,
+                     lens: Any = "logit", lens_options: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Run :class:`WorkingLanguageProbe` on every checkpoint of a series (a
     :class:`~lensprobe.checkpoints.CheckpointSeries` or a run directory) or on one model.
 
@@ -607,7 +608,18 @@ def working_language(model_or_series: Any, suite: Suite | str | os.PathLike | Se
     :class:`~lensprobe.engine.adapters.LoadedModel`'s own); a plain model needs one.
     ``prompts`` as in :class:`WorkingLanguageProbe`: the paper's rule (``"generated"``) by default.
     ``progress``: the sweep's bar over the checkpoints (stderr; a series only).
+    ``lens``: ``"logit"`` (default), ``"tuned"``, a fitted TunedLens, or a list of them (e.g.
+    ``["logit", "tuned"]``: both side by side, one probe each, one pass over the checkpoints);
+    ``lens_options``: the probe's ``lens_*`` / ``tuned_series`` keywords for the tuned lens (e.g.
+    ``{"lens_dir": "out/tuned_lens", "lens_steps": 100}``). See docs/tuned-lens.md.
     """
+    lenses = list(lens) if isinstance(lens, (list, tuple)) else [lens]
+    if not lenses:
+        raise ValueError("lens: give at least one lens")
+    names = [resolve_lens(x, where="lens")[0] if not isinstance(x, TunedLens) else "tuned" for x in lenses]
+    if len(set(names)) != len(names):
+        raise ValueError(f"lens lists the same lens twice: {lenses!r}")
+    lens_options = dict(lens_options or {})
     several = not isinstance(suite, (Suite, str, os.PathLike))
     suites = [load_suite(s) for s in suite] if several else [load_suite(suite)]
     if not suites:
@@ -632,8 +644,9 @@ def working_language(model_or_series: Any, suite: Suite | str | os.PathLike | Se
             raise ValueError(f"suite(s) {', '.join(empty)} have none of the identifiers {wanted}; give identifiers "
                              "of every suite or run the suites separately")
     probes = [WorkingLanguageProbe(s, seed=seed, limit=limit, identifiers=c, exclude_last=exclude_last,
-                                   prompts=prompts, batch_size=batch_size, add_bos=add_bos)
-              for s, c in zip(suites, chosen)]
+                                   prompts=prompts, batch_size=batch_size, add_bos=add_bos, lens=x,
+                                   **(lens_options if name == "tuned" else {}))
+              for x, name in zip(lenses, names) for s, c in zip(suites, chosen)]
     if isinstance(model_or_series, (CheckpointSeries, str, os.PathLike)):
         series = model_or_series if isinstance(model_or_series, CheckpointSeries) else CheckpointSeries(model_or_series)
         if tokenizer is None:  # the series' own: checkpoints with another tokenizer are skipped (series.broken)

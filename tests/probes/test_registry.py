@@ -101,8 +101,8 @@ def test_options_are_the_probe_constructors_parameters():
 
     assert {"working_language", "lape", "babel", "functional"} <= set(registered_probes())
     # every parameter a spec can give is a key, with the signature's default; the rest (LapeInputs,
-    # a LapeResult, the tokenizer, the mapping filled by input_<name>) are left out
-    left_out = {"working_language": set(), "lape": {"tokenizer", "reference", "input_sources"}, "babel": set(),
+    # a LapeResult, the tokenizer, the mapping filled by input_<name>, a TunedLensSeries) are left out
+    left_out = {"working_language": {"tuned_series"}, "lape": {"tokenizer", "reference", "input_sources"}, "babel": set(),
                 "functional": set()}
     for name, cls in (("working_language", WorkingLanguageProbe), ("lape", LapeProbe), ("babel", BabelProbe),
                       ("functional", FunctionalProbe)):

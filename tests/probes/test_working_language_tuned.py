@@ -282,3 +282,27 @@ def test_series_with_your_own_ids(tiny_run, tmp_path):
     assert not torch.equal(got[1][0].lens.weight_, got[1][1].lens.weight_)
     with pytest.raises(ValueError, match="tokens, 384 needed"):
         HeldOutTokens.from_streams({"go": np.arange(100)}, seq_len=128, fit_rows=2, eval_rows=1)
+
+
+def test_lens_cli_both_lenses_and_cache(tiny_run, tmp_path, monkeypatch, capsys):
+    """``lensprobe lens --lens logit tuned``: both metric families in one table, translators cached
+    beside it (the run's own validation tokens), a second invocation fits nothing."""
+    from lensprobe.cli import main
+
+    rng = np.random.default_rng(1)  # the CLI's default rows: 32 fit + 16 held out per language
+    _write_token_store(tiny_run / "tokens", {"go": rng.integers(3, 400, 48 * 128),
+                                             "python": rng.integers(200, 700, 48 * 128)}, 800)
+    calls = _count_fits(monkeypatch)
+    out = tmp_path / "wl.parquet"
+    args = ["lens", str(tiny_run), "--suite", "go", "--limit", "2", "--exclude-last", "1", "--out", str(out),
+            "--lens", "logit", "tuned", "--lens-steps", "2", "--quiet"]
+    assert main(args) == 0
+    df = pd.read_parquet(out)
+    assert {"eq1_python_share", "eq1_python_share_tuned_lens", "heldout_kl_logit_lens"} <= set(df.metric)
+    assert "eq1_python_share_tuned_lens" in capsys.readouterr().out
+    cache = tmp_path / "wl.parquet.tuned_lens" / "toy"
+    assert len(list(cache.iterdir())) == 3 and len(calls) == 3
+    assert main(args) == 0 and len(calls) == 3
+    pd.testing.assert_frame_equal(pd.read_parquet(out), df)
+    assert main(["lens", str(tiny_run), "--suite", "go", "--out", str(out), "--lens-steps", "3"]) == 2
+    assert "are for --lens tuned" in capsys.readouterr().err
