@@ -96,3 +96,37 @@ def test_a_rerun_resumes_without_training(loop):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     pd.testing.assert_frame_equal(pd.read_csv(out / "predicted_vs_actual.csv"), before)
     assert sum("0 to run" in m for m in messages) >= 3   # each mixture sweep: nothing left to compute
+
+
+def test_the_report_shows_the_loop(loop, capsys):
+    """``lensprobe report OUT/continual --loop OUT``: the section, its figure, Spearman/MAE recomputed from the CSV."""
+    import base64
+    import html as htmllib
+    import re
+
+    from scipy import stats
+
+    from lensprobe.cli import main
+
+    out, _ = loop
+    report = out / "report.html"
+    assert main(["report", str(out / "continual"), "--loop", str(out), "--out", str(report)]) == 0
+    html = report.read_text()
+    sec = htmllib.unescape(re.search(r"<section id='closed-loop'>(.*?)</section>", html, flags=re.S).group(1))
+    uri = re.search(r"<figure id='figure-loop'><img alt='closed loop' src='data:image/png;base64,([A-Za-z0-9+/=]+)'",
+                    html).group(1)
+    assert base64.b64decode(uri) == (out / "figures" / "loop.png").read_bytes()
+    per = pd.read_csv(out / "predicted_vs_actual.csv").groupby("point").agg(
+        predicted=("predicted", "first"), lo=("predicted_lo", "first"), hi=("predicted_hi", "first"),
+        actual=("actual", "mean"))
+    mae = np.mean(np.abs(per["predicted"] - per["actual"]))
+    assert re.search(rf"<td class='num'>{mae:.3f}</td>", sec)
+    rho = stats.spearmanr(per["predicted"], per["actual"])[0]
+    if np.isfinite(rho):
+        assert f"<td class='num'>{rho:.2f} over 3 points" in sec
+    else:
+        assert "<td class='num'>— (fewer than 3 points or a constant side)</td>" in sec
+    outside = per[(per["actual"] < per["lo"]) | (per["actual"] > per["hi"])]
+    assert sec.count("The prediction is wrong at") == len(outside)
+    for name in outside.index:
+        assert f"The prediction is wrong at {name} (" in sec
