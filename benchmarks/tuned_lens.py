@@ -17,6 +17,12 @@ Parts:
            the default number of steps. Checkpoints: --run DIR's checkpoint-30 -> checkpoint-60
            when it exists, else the base -> the base after 30 steps of continual training.
   evaluate ``TunedLens.evaluate`` on the held-out rows against a bare forward pass of them.
+  series   along --run (default the quick demo run /work/runs/demo13q/runs/php-seed0): the sweep's
+           own path (``TunedLensSeries`` on the run's validation tokens, 32 + 16 rows of 128 per
+           language, PHP and Python): the fit time of one checkpoint cold and warm; then the
+           working-language probe (suite php) over --sweep-steps checkpoints with the logit lens
+           against the same sweep with the tuned lens once its translators are cached (results
+           removed, cache kept), both from a fresh output directory: the ratio (goal <= 1.5).
 
 Times are process CPU time (user+sys over all threads) and wall time; each fit runs once (a fit is
 long enough that repetition noise is small next to the machine's load), the bare forward pass is
@@ -202,6 +208,51 @@ def part_evaluate(lm, train, heldout) -> pd.DataFrame:
     ]).assign(cpu_vs_forward=lambda d: d["cpu_s"] / d["cpu_s"].iloc[0])
 
 
+def part_series(run: Path, steps: list[int]) -> pd.DataFrame:
+    import shutil
+    import tempfile
+
+    from lensprobe.checkpoints import CheckpointSeries
+    from lensprobe.engine.tuned_series import HeldOutTokens, TunedLensSeries
+    from lensprobe.probes.registry import make_probe
+    from lensprobe.sweep import run_sweep
+
+    rows = []
+    tokens = HeldOutTokens.from_token_store(run / "tokens", ["php", "python"], split="val")
+    series = CheckpointSeries(run).select(steps=steps)
+    lenses = TunedLensSeries(tokens)
+    for info, model in series.iter_models():
+        got, cpu, wall = timed(lambda: lenses.lens_for(model, run=run.name, checkpoint=info.name, step=info.step))
+        rows.append(dict(what=f"fit + evaluate {info.name} ({'warm' if got.init else 'cold'} start)", cpu_s=cpu,
+                         wall_s=wall, kl_logit=" / ".join(f"{v:.3f}" for v in got.kl["kl_logit"]),
+                         kl_tuned=" / ".join(f"{v:.3f}" for v in got.kl["kl_tuned"])))
+    logit_spec = "working_language:suite=php"
+    tuned_spec = logit_spec + ",lens=tuned"
+    with tempfile.TemporaryDirectory(prefix="bench-tuned-") as tmp:
+        out = Path(tmp)
+
+        def sweep(specs, where):
+            return run_sweep(CheckpointSeries(run).select(steps=steps), [make_probe(s) for s in specs],
+                             out_dir=out / where, progress=False, log=None)
+
+        sweep([tuned_spec], "tuned")  # fills the cache (timed in the rows above)
+        shutil.rmtree(out / "tuned" / "results")
+        for label, specs, where in (("sweep, logit lens", [logit_spec], "logit"),
+                                    ("sweep, tuned lens (translators cached)", [tuned_spec], "tuned"),
+                                    ("sweep, logit + tuned lens (translators cached)", [logit_spec, tuned_spec],
+                                     "tuned")):
+            if (out / where / "results").exists():
+                shutil.rmtree(out / where / "results")
+            res, cpu, wall = timed(lambda: sweep(specs, where))
+            assert res.ok and len(res.computed) == len(steps), res
+            rows.append(dict(what=f"{label}, {len(steps)} checkpoints", cpu_s=cpu, wall_s=wall))
+    df = pd.DataFrame(rows)
+    base = df[df["what"].str.startswith("sweep, logit lens")].iloc[0]
+    df["cpu_vs_logit_sweep"] = df["cpu_s"] / base["cpu_s"]
+    df["wall_vs_logit_sweep"] = df["wall_s"] / base["wall_s"]
+    return df
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=2)
@@ -211,7 +262,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a shorter warm-start grid (a smoke run)")
     parser.add_argument("--proto-steps", type=int, default=30,
                         help="steps per layer the prototype loop is timed over (its time is scaled to 300)")
-    parser.add_argument("--parts", default="fit,warm,evaluate")
+    parser.add_argument("--parts", default="fit,warm,evaluate,series")
+    parser.add_argument("--sweep-steps", default="30,60,90,120,150",
+                        help="checkpoints of --run the series part sweeps (comma-separated steps)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     pd.set_option("display.width", 250)
@@ -239,6 +292,10 @@ def main() -> None:
     if "evaluate" in parts:
         print("\n== evaluate vs a bare forward pass (held-out rows) ==")
         print(part_evaluate(lm, train, heldout).round(3).to_string(index=False))
+    if "series" in parts:
+        steps = [int(s) for s in args.sweep_steps.split(",")]
+        print(f"\n== along {args.run}: TunedLensSeries fits, and a sweep with each lens (steps {steps}) ==")
+        print(part_series(args.run, steps).round(3).to_string(index=False))
 
 
 if __name__ == "__main__":
