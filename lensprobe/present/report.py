@@ -41,6 +41,7 @@ from lensprobe.babel.rows import summary_rows
 from lensprobe.files import atomic_write_text
 from lensprobe.present.axes import SPLIT_TITLES, metric_label
 from lensprobe.present.curves import lape_curves, performance_curves, share_curve, transfer
+from lensprobe.present.tuned import LENS_FIGURE_CAPTION, tuned_lens_section
 from lensprobe.sweep import read_sweep
 
 __all__ = ["ReportSection", "write_report", "software_versions", "fmt_number", "fmt_interval", "CONFIDENCE_SENTENCE"]
@@ -73,7 +74,8 @@ details{margin:.6em 0}summary{cursor:pointer;color:#234}
 .scroll{max-height:28em;overflow:auto;border:1px solid #eee}
 """
 
-FIGURE_ORDER = ("performance", "working_language", "lape_counts", "lape_layers", "lens_heatmap")
+FIGURE_ORDER = ("performance", "working_language", "working_language_lenses", "lape_counts", "lape_layers",
+                "lens_heatmap")
 FIGURE_CAPTIONS = {
     "performance": "Performance per split over training (the paper's Figure 2 layout): the target language's curve "
                    "with its 95% interval, Python's dashed on the same concepts; the control split (concepts never "
@@ -86,6 +88,7 @@ FIGURE_CAPTIONS = {
                    "least to most over the permutations); right: the probability gap of the selected neurons under "
                    "true and shuffled labels.",
     "lape_layers": "LAPE neurons per layer at the last checkpoint.",
+    "working_language_lenses": LENS_FIGURE_CAPTION,
     "lens_heatmap": "Lens probability of each language's identifier tokens per checkpoint and layer (log colour "
                     "scale), and per layer at the first and last checkpoint.",
 }
@@ -433,6 +436,8 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None, title: s
         table = read_sweep(run_dir)
     except FileNotFoundError as exc:
         raise ValueError(f"{exc}; a report summarises a sweep table") from None
+    lens_section = None if any(s.id == "tuned-lens" for s in sections) else tuned_lens_section(table)
+    sections = [*sections] + ([lens_section] if lens_section is not None else [])  # docs/tuned-lens.md
     ids = [s.id for s in sections]
     if len(set(ids)) != len(ids) or set(ids) & {"summary", "figures", "tables", "provenance"}:
         raise ValueError(f"report section ids must be unique and not summary/figures/tables/provenance: {ids}")
