@@ -86,7 +86,8 @@ def lens_share_table(table: pd.DataFrame, *, language: str | None = None) -> pd.
         part[f"{lens}_lo"] = [c[0] for c in ci]
         part[f"{lens}_hi"] = [c[1] for c in ci]
         out = part if out is None else out.join(part, how="outer")
-    return out.reset_index().rename(columns={"index": "step"})
+    out.index = out.index.astype(float)
+    return out.astype(float).rename_axis("step").reset_index()
 
 
 def lens_layer_table(table: pd.DataFrame, *, language: str | None = None, step: float | None = None) -> pd.DataFrame:
@@ -104,7 +105,7 @@ def lens_layer_table(table: pd.DataFrame, *, language: str | None = None, step: 
             at = sel["step"].max() if step is None else step
             sel = sel[sel["step"] == at]
             for layer, g in sel.groupby("layer"):
-                rows.append({"step": at, "layer": int(layer), "lens": lens, "class": cls,
+                rows.append({"step": float(at), "layer": int(layer), "lens": lens, "class": cls,
                              "value": float(pd.to_numeric(g["value"]).mean()), "n": int(g["n"].sum())})
     if not rows:
         return pd.DataFrame(columns=["step", "layer", "lens", "python", "target", "n"])
@@ -124,9 +125,11 @@ def lens_kl_table(table: pd.DataFrame, *, language: str | None = None) -> pd.Dat
         return pd.DataFrame(columns=["step", "layer", "kl_logit", "kl_tuned", "n_tokens"])
     wide = sel.pivot_table(index=["step", "layer"], columns="metric", values="value", aggfunc="mean")
     n = pd.to_numeric(sel["n"], errors="coerce").groupby([sel["step"], sel["layer"]]).mean()  # per run
-    wide = wide.rename(columns={"heldout_kl_logit_lens": "kl_logit", "heldout_kl_tuned_lens": "kl_tuned"})
-    wide["n_tokens"] = n.round().astype(int)
-    return wide.reset_index()
+    wide = wide.rename(columns={"heldout_kl_logit_lens": "kl_logit", "heldout_kl_tuned_lens": "kl_tuned"}).astype(float)
+    wide["n_tokens"] = n.astype(float).round().astype(int)
+    wide = wide.reset_index()
+    wide["step"], wide["layer"] = wide["step"].astype(float), wide["layer"].astype(int)
+    return wide
 
 
 def plot_lenses(table: pd.DataFrame, *, language: str | None = None) -> Any:
@@ -171,7 +174,8 @@ def plot_lenses(table: pd.DataFrame, *, language: str | None = None) -> Any:
     step = layers["step"].iloc[0] if len(layers) else float("nan")
     ax.set_title(f"(b) per layer at step {step:g}")
     ax.set_xticks(sorted(layers["layer"].unique()) if len(layers) else [])
-    ax.legend(frameon=False, fontsize=8)
+    if len(layers):
+        ax.legend(frameon=False, fontsize=8)
     ax = axes[2]
     if len(kl):
         last = kl[kl["step"] == kl["step"].max()]

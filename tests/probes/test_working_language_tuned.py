@@ -163,6 +163,7 @@ def tiny_run(tmp_path, suite_bpe):
 
 
 SPEC = "working_language:suite=go,limit=3,exclude_last=1,lens=tuned,lens_steps=4,lens_rows=2"
+LOGIT = "working_language:suite=go,limit=3,exclude_last=1"
 
 
 def _count_fits(monkeypatch):
@@ -239,12 +240,12 @@ def test_resume_warm_starts_from_the_nearest_cached_checkpoint(tiny_run, tmp_pat
 
     out = tmp_path / "sweep"
     calls = _count_fits(monkeypatch)
-    first = run_sweep(CheckpointSeries(tiny_run).select(steps=[0]), [make_probe(SPEC)], out_dir=out,
+    first = run_sweep(CheckpointSeries(tiny_run).select(steps=[0]), [make_probe(SPEC), make_probe(LOGIT)], out_dir=out,
                       progress=False, log=None)
     assert first.ok and calls == [None]
     # a new sweep (a new process would hold nothing in memory): checkpoint-0 is done, 1 and 2 are fitted,
     # checkpoint-1 warm-started from the cached lens of checkpoint-0
-    rest = run_sweep(tiny_run, [make_probe(SPEC)], out_dir=out, progress=False, log=None)
+    rest = run_sweep(tiny_run, [make_probe(SPEC), make_probe(LOGIT)], out_dir=out, progress=False, log=None)
     assert rest.ok and rest.skipped == ["checkpoint-0"] and len(calls) == 3
     recs = _records(out)
     assert calls[1].source_ == str(recs["checkpoint-0"][1])
@@ -256,10 +257,35 @@ def test_resume_warm_starts_from_the_nearest_cached_checkpoint(tiny_run, tmp_pat
     before = rest.to_dataframe()
     shutil.rmtree(out / "results")
     mtimes = {p: p.stat().st_mtime_ns for p in (out / "tuned_lens").rglob("*") if p.is_file()}
-    again = run_sweep(tiny_run, [make_probe(SPEC)], out_dir=out, progress=False, log=None)
+    again = run_sweep(tiny_run, [make_probe(SPEC), make_probe(LOGIT)], out_dir=out, progress=False, log=None)
     assert again.ok and len(calls) == 3 and len(again.computed) == 3
     assert mtimes == {p: p.stat().st_mtime_ns for p in (out / "tuned_lens").rglob("*") if p.is_file()}
     pd.testing.assert_frame_equal(again.to_dataframe(), before)
+    _check_presentation(before, out)
+
+
+def _check_presentation(table, out):
+    """The report's tables are the sweep's rows; the report gets the section; the figure draws."""
+    from lensprobe.present.report import write_report
+    from lensprobe.present.tuned import lens_kl_table, lens_layer_table, lens_share_table, plot_lenses
+
+    suite = table[(table.probe == "working_language") & table.identifier.isna() & table.layer.isna()]
+    shares = lens_share_table(table).set_index("step")
+    for lens, metric in (("logit", "eq1_python_share"), ("tuned", "eq1_python_share_tuned_lens")):
+        rows = suite[suite.metric == metric].set_index("step")
+        np.testing.assert_allclose(shares[lens].to_numpy(float), rows.value.reindex(shares.index).to_numpy(float))
+        assert (shares[f"{lens}_n"] == rows.n.reindex(shares.index).astype(float)).all()
+    layers = lens_layer_table(table)
+    last = table[(table.step == table.step.max()) & table.identifier.isna()]
+    for r in layers.itertuples():
+        suffix = "" if r.lens == "logit" else TUNED_SUFFIX
+        want = last[(last.metric == "share_python_top1" + suffix) & (last.layer == r.layer)].value.iloc[0]
+        assert r.python == pytest.approx(want, nan_ok=True)
+    kl = lens_kl_table(table)
+    assert len(kl) == 3 * 2 and (kl.n_tokens == 256).all()
+    plot_lenses(table)
+    html = write_report(out).read_text()
+    assert "id='tuned-lens'" in html and "Logit lens and tuned lens" in html
 
 
 def test_series_with_your_own_ids(tiny_run, tmp_path):
