@@ -38,6 +38,7 @@ from lensprobe.files import atomic_write_json, atomic_write_text
 from lensprobe.lape.inputs import LapeInputs
 from lensprobe.present import figures as plot
 from lensprobe.present.report import write_report
+from lensprobe.present.tuned import plot_lenses
 from lensprobe.progress import say
 from lensprobe.probes.babel import BabelProbe
 from lensprobe.probes.lape import LapeProbe
@@ -64,11 +65,14 @@ class DemoSettings:
     lape_tokens: int = 16_384
     execute: bool = True
     n_boot: int = 500
+    tuned_lens_steps: int = 150              # per checkpoint, warm-started from the previous one (docs/tuned-lens.md)
+    tuned_lens_rows: int = 32                # fit rows of 128 tokens per language (+ half as many held out)
 
 
 DEFAULT = DemoSettings()
 QUICK = DemoSettings(train_base=False, continual_php_tokens=620_000, continual_python_tokens=31_000,
-                     snapshot_every=30, snapshot_log_max=8, items_per_split=20, lape_tokens=8_192, n_boot=300)
+                     snapshot_every=30, snapshot_log_max=8, items_per_split=20, lape_tokens=8_192, n_boot=300,
+                     tuned_lens_steps=30, tuned_lens_rows=16)
 
 BABEL_CORPUS = {"kind": "babel", "target": "php", "seed": 0,
                 "splits": {"n_shared": 40, "n_python_only": 40, "n_target_only": 40, "n_control": 40}}
@@ -302,7 +306,8 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
 
     # 3. sweep -------------------------------------------------------------------------------------
     t = time.perf_counter()
-    log("phase 3/6: the probes over every checkpoint (working language, LAPE, Babel evaluation)")
+    log("phase 3/6: the probes over every checkpoint (working language through the logit and a tuned lens, LAPE, "
+        "Babel evaluation)")
     split_names = ("shared", "python_only", "target_only", "control")
     for seed, run_dir in zip(split_seeds, run_dirs):
         splits, suite_path = all_splits[seed], suite_paths[seed]
@@ -312,12 +317,17 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
         probes = [
             # Eq.1 on the prompts the model generates (the paper's rule) and, beside it, on all prompts
             WorkingLanguageProbe(str(suite_path), batch_size=64, prompts=("generated", "all")),
+            # the same prompts through a tuned lens fitted on the run's val tokens (metrics *_tuned_lens)
+            WorkingLanguageProbe(str(suite_path), batch_size=64, prompts=("generated", "all"), lens="tuned",
+                                 lens_steps=s.tuned_lens_steps, lens_rows=s.tuned_lens_rows),
             LapeProbe(lape_inputs),
             BabelProbe(splits, languages=("python", "php"), split_names=split_names, execute=s.execute,
                        n_boot=s.n_boot, limit=s.items_per_split),
         ]
         commands.append(f"lensprobe sweep {run_dir} --out {out} "
                         f"--probe working_language:suite={suite_path},prompts=generated+all "
+                        f"--probe working_language:suite={suite_path},prompts=generated+all,lens=tuned,"
+                        f"lens_steps={s.tuned_lens_steps},lens_rows={s.tuned_lens_rows} "
                         f"--probe lape:tokens={run_dir / 'tokens'} --probe babel:splits={split_files[seed]}")
         res = run_sweep(series, probes, out_dir=out, log=log, progress=progress)
         log(f"sweep {run_dir.name}: {len(res.computed)} computed, {len(res.skipped)} already done, "
@@ -389,6 +399,7 @@ def run_demo(out: str | Path, *, quick: bool = False, seeds: int = 1, settings: 
     figs = out / "figures"
     plot.save_figure(plot.plot_performance(table, metric="line_acc", language="php", stages=stage), figs / "performance")
     plot.save_figure(plot.plot_working_language(table, stages={"php": stage}), figs / "working_language")
+    plot.save_figure(plot_lenses(table, language="php"), figs / "working_language_lenses")
     plot.save_figure(plot.plot_lape_counts(table), figs / "lape_counts")
     plot.save_figure(plot.plot_layer_heatmap(table, language="php"), figs / "lens_heatmap")
     summary = {"quick": quick, "seeds": seeds, "base": str(base_ckpt), "runs": [str(r) for r in run_dirs],

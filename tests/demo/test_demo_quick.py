@@ -131,13 +131,14 @@ def test_recommendation_is_algorithm_1_on_the_held_out_loss(demo_out):
 
 def test_figures_and_report(demo_out):
     out, stdout = demo_out
-    for name in ("performance", "working_language", "lape_counts", "lens_heatmap"):
+    for name in ("performance", "working_language", "working_language_lenses", "lape_counts", "lens_heatmap"):
         png = out / "figures" / f"{name}.png"
         assert png.stat().st_size > 10_000, name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert (out / "figures" / f"{name}.svg").read_text().count("<path") > 20
     html = (out / "report" / "index.html").read_text()
-    assert html.count("data:image/png;base64,") == 4
+    assert html.count("data:image/png;base64,") == 5
+    assert "id='tuned-lens'" in html  # the working language through both lenses (docs/tuned-lens.md)
     assert "http://" not in html and "https://" not in html.replace("https://huggingface", "")
     assert "torch" in html and "Stages" in html
     summary = json.loads((out / "summary.json").read_text())
