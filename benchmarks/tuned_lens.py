@@ -17,6 +17,7 @@ Parts:
            the default number of steps. Checkpoints: --run DIR's checkpoint-30 -> checkpoint-60
            when it exists, else the base -> the base after 30 steps of continual training.
   evaluate ``TunedLens.evaluate`` on the held-out rows against a bare forward pass of them.
+  base     the shipped base fitted as a sweep fits a checkpoint (the run's val tokens, below), cold.
   series   along --run (default the quick demo run /work/runs/demo13q/runs/php-seed0): the sweep's
            own path (``TunedLensSeries`` on the run's validation tokens, 32 + 16 rows of 128 per
            language, PHP and Python): the fit time of one checkpoint cold and warm; then the
@@ -208,6 +209,21 @@ def part_evaluate(lm, train, heldout) -> pd.DataFrame:
     ]).assign(cpu_vs_forward=lambda d: d["cpu_s"] / d["cpu_s"].iloc[0])
 
 
+def part_base(lm, run: Path) -> pd.DataFrame:
+    """The shipped base fitted as a sweep fits a checkpoint (TunedLensSeries on the run's val tokens), cold."""
+    from lensprobe.engine.tuned_series import HeldOutTokens, TunedLensSeries
+
+    tokens = HeldOutTokens.from_token_store(run / "tokens", ["php", "python"], split="val")
+    rows = []
+    for label, settings in (("defaults (150 steps)", {}), ("the quick demo's 30 steps, 32 rows", {"steps": 30})):
+        got, cpu, wall = timed(lambda settings=settings: TunedLensSeries(tokens, settings=settings).lens_for(
+            lm, run="base", step=0))
+        rows.append(dict(what=f"shipped base, {label}, cold: fit + evaluate", cpu_s=cpu, wall_s=wall,
+                         kl_logit=" / ".join(f"{v:.3f}" for v in got.kl["kl_logit"]),
+                         kl_tuned=" / ".join(f"{v:.3f}" for v in got.kl["kl_tuned"])))
+    return pd.DataFrame(rows)
+
+
 def part_series(run: Path, steps: list[int]) -> pd.DataFrame:
     import shutil
     import tempfile
@@ -262,7 +278,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a shorter warm-start grid (a smoke run)")
     parser.add_argument("--proto-steps", type=int, default=30,
                         help="steps per layer the prototype loop is timed over (its time is scaled to 300)")
-    parser.add_argument("--parts", default="fit,warm,evaluate,series")
+    parser.add_argument("--parts", default="fit,warm,evaluate,base,series")
     parser.add_argument("--sweep-steps", default="30,60,90,120,150",
                         help="checkpoints of --run the series part sweeps (comma-separated steps)")
     args = parser.parse_args()
@@ -292,6 +308,9 @@ def main() -> None:
     if "evaluate" in parts:
         print("\n== evaluate vs a bare forward pass (held-out rows) ==")
         print(part_evaluate(lm, train, heldout).round(3).to_string(index=False))
+    if "base" in parts:
+        print(f"\n== the shipped base, fitted on {args.run}'s val tokens as a sweep fits a checkpoint ==")
+        print(part_base(lm, args.run).round(3).to_string(index=False))
     if "series" in parts:
         steps = [int(s) for s in args.sweep_steps.split(",")]
         print(f"\n== along {args.run}: TunedLensSeries fits, and a sweep with each lens (steps {steps}) ==")
