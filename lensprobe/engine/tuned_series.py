@@ -203,12 +203,14 @@ class TunedLensSeries:
         module, _ = _unwrap(model)
         digest = weight_hash if weight_hash is not None else model_weight_hash(module)
         path = self.path(run, digest)
-        if path is not None and (path / CONFIG_FILE).is_file():
+        unusable = False  # a cache entry that cannot be read (e.g. edited by hand) is replaced
+        if path is not None and path.exists():
             found = self._load(path, module, digest)
             if found is not None:
                 self.loads += 1
                 self._remember(run, step, found.lens)
                 return found
+            unusable = True
         init = self._nearest(run, step) if self.warm_start else None
         t0 = time.perf_counter()
         lens = TunedLens(**self.settings).fit(module, self.tokens.fit_ids, init=init, weight_hash=digest,
@@ -221,7 +223,7 @@ class TunedLensSeries:
                   "tokens_digest": self.tokens.digest, "init": lens.init_, "seconds": round(seconds, 3)}
         if path is not None:
             try:
-                with atomic_directory(path) as tmp:
+                with atomic_directory(path, overwrite=unusable) as tmp:
                     lens.write_files(tmp)
                     kl.to_csv(tmp / KL_FILE, index=False)
                     (tmp / CHECKPOINT_FILE).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n",
@@ -245,7 +247,9 @@ class TunedLensSeries:
             lens = TunedLens.load(path)
             lens.verify_model(module, weight_hash=digest)
             kl = pd.read_csv(path / KL_FILE)
-        except (TunedLensError, OSError, ValueError) as exc:
+            if list(kl["layer"]) != lens.layers_:
+                raise ValueError(f"{KL_FILE} does not list layers {lens.layers_}")
+        except (TunedLensError, OSError, ValueError, KeyError) as exc:
             if self.log:
                 self.log(f"tuned lens: {path} is not usable ({exc}); fitting anew")
             return None

@@ -332,3 +332,20 @@ def test_lens_cli_both_lenses_and_cache(tiny_run, tmp_path, monkeypatch, capsys)
     pd.testing.assert_frame_equal(pd.read_parquet(out), df)
     assert main(["lens", str(tiny_run), "--suite", "go", "--out", str(out), "--lens-steps", "3"]) == 2
     assert "are for --lens tuned" in capsys.readouterr().err
+
+
+def test_unusable_cache_entry_is_refitted(tiny_run, tmp_path):
+    from lensprobe.engine.adapters import load_model
+
+    gen = torch.Generator().manual_seed(0)
+    tokens = HeldOutTokens(torch.randint(3, 700, (4, 16), generator=gen), torch.randint(3, 700, (2, 16), generator=gen))
+    lm = load_model(tiny_run / "checkpoint-1")
+    first = TunedLensSeries(tokens, cache_dir=tmp_path, settings={"steps": 2}).lens_for(lm, run="toy", step=1)
+    (first.path / "kl.csv").write_text("nonsense\n")
+    again = TunedLensSeries(tokens, cache_dir=tmp_path, settings={"steps": 2})
+    got = again.lens_for(lm, run="toy", step=1)
+    assert got.fitted_now and again.fits == 1 and got.path == first.path
+    assert list(pd.read_csv(first.path / "kl.csv").layer) == [1, 2]
+    third = TunedLensSeries(tokens, cache_dir=tmp_path, settings={"steps": 2})
+    assert not third.lens_for(lm, run="toy", step=1).fitted_now and third.loads == 1
+    assert torch.equal(third.lens_for(lm, run="toy", step=1).lens.weight_, got.lens.weight_)
