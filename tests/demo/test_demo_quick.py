@@ -11,19 +11,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from lensprobe.demo import SHIPPED_BASE
 from lensprobe.sweep import read_sweep
 
 
 @pytest.fixture(scope="module")
-def demo_out(tmp_path_factory):
-    if not (SHIPPED_BASE / "model.safetensors").exists():
-        pytest.fail(f"the shipped base checkpoint is missing: {SHIPPED_BASE}")
-    out = tmp_path_factory.mktemp("demo")
-    proc = subprocess.run([sys.executable, "-m", "lensprobe.cli", "demo", "--quick", "--out", str(out)],
-                          capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out, proc.stdout
+def demo_out(quick_demo):
+    """The session's quick demo (tests/conftest.py, shared with the snippet test): (output dir, stderr)."""
+    return quick_demo.out, quick_demo.stderr
 
 
 def test_every_probe_is_present_for_every_checkpoint(demo_out):
@@ -130,7 +124,7 @@ def test_recommendation_is_algorithm_1_on_the_held_out_loss(demo_out):
 
 
 def test_figures_and_report(demo_out):
-    out, stdout = demo_out
+    out, stderr = demo_out
     for name in ("performance", "working_language", "working_language_lenses", "lape_counts", "lens_heatmap"):
         png = out / "figures" / f"{name}.png"
         assert png.stat().st_size > 10_000, name
@@ -143,4 +137,27 @@ def test_figures_and_report(demo_out):
     assert "torch" in html and "Stages" in html
     summary = json.loads((out / "summary.json").read_text())
     assert summary["checkpoints"] >= 8
-    assert "[demo" in stdout  # progress printed all the way
+    assert "[demo" in stderr  # progress printed all the way (on stderr)
+
+
+def test_progress_on_stderr_and_quiet(quick_demo, tmp_path):
+    """The default run shows its phases and the training and sweep bars on stderr (one tqdm style, no
+    deprecation warnings), the result line on stdout; --quiet on a copy (resumed: nothing to train or sweep)
+    prints nothing on stderr and the same result line."""
+    import shutil
+
+    err = quick_demo.stderr
+    for k in range(1, 7):
+        assert f"phase {k}/6" in err
+    assert "train babel-continual: 100%" in err and "158/158" in err and "tok/s" in err
+    assert "sweep php-seed0: 100%" in err and "ckpt" in err
+    assert "Loading weights" not in err and "Writing model shards" not in err  # transformers' own bars are off
+    assert "FutureWarning" not in err and "DeprecationWarning" not in err
+    assert "[demo" not in quick_demo.stdout and "report" in quick_demo.stdout
+    copy = tmp_path / "demo"
+    shutil.copytree(quick_demo.out, copy, symlinks=True)
+    proc = subprocess.run([sys.executable, "-m", "lensprobe.cli", "demo", "--quick", "--quiet", "--out", str(copy)],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr == ""
+    assert proc.stdout.startswith("lensprobe demo: done in ") and str(copy / "report" / "index.html") in proc.stdout
