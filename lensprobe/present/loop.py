@@ -7,14 +7,11 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from lensprobe.files import atomic_write_bytes  # noqa: E402
+from lensprobe.files import atomic_write_bytes
 
 __all__ = ["plot_loop", "save_loop_figure"]
 

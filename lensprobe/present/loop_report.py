@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from lensprobe.analysis.fit.loop import loop_statistics
-from lensprobe.present.report import ReportSection, _esc, _table, fmt_interval, fmt_number
+from lensprobe.present.html_parts import ReportSection, _esc, _table, fmt_interval, fmt_number
 
 __all__ = ["LoopReport", "read_loop", "loop_section", "LOOP_TABLE", "REQUIRED_COLUMNS"]
 

@@ -16,9 +16,11 @@ from __future__ import annotations
 import html
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from lensprobe.present.html_parts import ReportSection, _table
 from lensprobe.probes.working_language import TUNED_SUFFIX
 
 __all__ = ["has_tuned_rows", "lens_share_table", "lens_layer_table", "lens_kl_table", "plot_lenses",
@@ -135,11 +137,6 @@ def lens_kl_table(table: pd.DataFrame, *, language: str | None = None) -> pd.Dat
 def plot_lenses(table: pd.DataFrame, *, language: str | None = None) -> Any:
     """(a) Eq.1 over checkpoints, (b) per-layer top-1 shares at the last checkpoint, (c) held-out KL
     per layer at the last checkpoint, each through both lenses."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     language = _language(table, language)
     shares = lens_share_table(table, language=language)
     layers = lens_layer_table(table, language=language)
@@ -197,7 +194,6 @@ def _fmt(v: Any, digits: int = 2) -> str:
 
 def tuned_lens_section(table: pd.DataFrame, *, language: str | None = None) -> Any:
     """The report's section on the two lenses (None when the table has no tuned-lens rows)."""
-    from lensprobe.present.report import ReportSection, _table
 
     if not has_tuned_rows(table):
         return None
