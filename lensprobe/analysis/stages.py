@@ -303,6 +303,10 @@ def _analyse(x: np.ndarray, Y: np.ndarray, *, noise: float | None, point_se: np.
     rise = decline = 0.0
     rise_se = decline_se = math.nan
     top = peak if peak is not None else plateau
+    if top is None and f["slopes"][0] > 0:
+        # no peak and no plateau, but the fit starts rising (a line, or a fast then a slower rise):
+        # test the rise from the first to the last checkpoint
+        top = n - 1
     if top is not None:
         rise, rise_se = _contrast(X, Y, top, 0, sd=sd, phi=phi, t_scale=t_scale)
     if peak is not None:
@@ -364,13 +368,14 @@ def _stages_from_segment(seg: dict[str, Any], steps: np.ndarray) -> tuple[list[S
         notes.append("no stabilization stage: the curve is still declining at the last checkpoint (no plateau)")
         return stages, notes, None
     # rise without a significant decline
-    notes.append("no transition stage: no significant decline after the peak (no peak, rise then plateau)")
+    notes.append("no transition stage: no significant decline after the rise")
     if seg["plateau_ok"] and plateau > 0:
         stages.append(Stage("translation", float(steps[0]), float(steps[plateau])))
         stages.append(Stage("stabilization", float(steps[plateau]), float(steps[-1])))
         return stages, notes, plateau
-    notes.append("no stage boundaries: the curve rises monotonically to the last checkpoint (no peak, no plateau)")
-    return [], notes, None
+    notes.append("no stabilization stage: the curve still rises at the last checkpoint (no peak, no plateau); "
+                 "the translation stage may continue past the run")
+    return [Stage("translation", float(steps[0]), float(steps[-1]))], notes, None
 
 
 def detect_stages(steps: Sequence[float], values: Sequence[float] | Sequence[Sequence[float]], *, window: int = 5,
