@@ -25,6 +25,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -34,7 +36,7 @@ import pandas as pd
 import torch
 
 from lensprobe.engine.tuned_lens import CONFIG_FILE, TunedLens, TunedLensError, _unwrap, model_weight_hash
-from lensprobe.files import atomic_directory
+from lensprobe.files import FileLock, atomic_directory, remove_stale_temporaries
 
 __all__ = ["HeldOutTokens", "TunedLensSeries", "SeriesLens", "run_token_store", "CACHE_DIR", "KL_FILE",
            "CHECKPOINT_FILE"]
@@ -198,11 +200,18 @@ class TunedLensSeries:
                  weight_hash: str | None = None) -> SeriesLens:
         """The lens of ``model`` (a checkpoint of ``run`` at ``step``): loaded from the cache, or
         fitted (warm-started from the nearest earlier checkpoint's lens), evaluated and cached."""
-        import time
-
         module, _ = _unwrap(model)
         digest = weight_hash if weight_hash is not None else model_weight_hash(module)
         path = self.path(run, digest)
+        if path is None:
+            return self._obtain(module, None, digest, run=run, checkpoint=checkpoint, step=step)
+        # one writer per cache entry: holding its lock, a killed fit's hidden temporaries are stale
+        with FileLock(path.parent / f".{path.name}.lock", purpose="tuned lens", run=run, checkpoint=checkpoint):
+            remove_stale_temporaries(path.parent, [re.escape(path.name)])
+            return self._obtain(module, path, digest, run=run, checkpoint=checkpoint, step=step)
+
+    def _obtain(self, module: torch.nn.Module, path: Path | None, digest: str, *, run: str | None,
+                checkpoint: str | None, step: int | None) -> SeriesLens:
         unusable = False  # a cache entry that cannot be read (e.g. edited by hand) is replaced
         if path is not None and path.exists():
             found = self._load(path, module, digest)

@@ -12,7 +12,7 @@ import torch
 
 import lensprobe
 from lensprobe.engine import tuned_lens as tl
-from lensprobe.engine.tuned_lens import TunedLens
+from lensprobe.engine.tuned_lens import TunedLens, model_weight_hash
 from lensprobe.engine.tuned_series import CHECKPOINT_FILE, HeldOutTokens, TunedLensSeries
 from lensprobe.probes.registry import ProbeSpecError, make_probe
 from lensprobe.probes.working_language import (OTHER, PYTHON, TARGET, TUNED_SUFFIX, WorkingLanguageProbe,
@@ -349,3 +349,25 @@ def test_unusable_cache_entry_is_refitted(tiny_run, tmp_path):
     third = TunedLensSeries(tokens, cache_dir=tmp_path, settings={"steps": 2})
     assert not third.lens_for(lm, run="toy", step=1).fitted_now and third.loads == 1
     assert torch.equal(third.lens_for(lm, run="toy", step=1).lens.weight_, got.lens.weight_)
+
+
+def test_a_killed_fits_temporaries_are_removed_under_the_entry_lock(tiny_run, tmp_path):
+    """A fit killed inside its atomic write leaves ``.<entry>.<random>.tmp`` (and ``.<entry>.old``) beside
+    the cache entry; the next fit of that entry, holding the entry's lock, removes them, and nothing
+    hidden is left once it has written the entry (the lock file goes with its release)."""
+    from lensprobe.engine.adapters import load_model
+
+    gen = torch.Generator().manual_seed(0)
+    tokens = HeldOutTokens(torch.randint(3, 700, (4, 16), generator=gen), torch.randint(3, 700, (2, 16), generator=gen))
+    lm = load_model(tiny_run / "checkpoint-1")
+    series = TunedLensSeries(tokens, cache_dir=tmp_path, settings={"steps": 2})
+    entry = series.path("toy", model_weight_hash(lm.model))
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    stale = entry.parent / f".{entry.name}.k1ll3d_x.tmp"
+    (stale / "sub").mkdir(parents=True)
+    (entry.parent / f".{entry.name}.old").write_text("half")
+    other = entry.parent / ".someone-else.k1ll3d_x.tmp"  # not this entry's: left alone
+    other.mkdir()
+    got = series.lens_for(lm, run="toy", step=1)
+    assert got.fitted_now and got.path == entry and (entry / "kl.csv").is_file()
+    assert sorted(p.name for p in entry.parent.iterdir() if p.name.startswith(".")) == [other.name]
